@@ -1,0 +1,177 @@
+"""The add-on's options: what the user sets in the add-on's Configuration tab.
+
+The Supervisor validates `/data/options.json` against `schema` in config.yaml before the
+add-on starts; this model validates it again (the file may be edited by hand, or the schema
+may be older than the code) and turns every problem into a sentence the user can act on.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import InvalidOptions
+
+
+class BackupType(StrEnum):
+    FULL = "full"
+    PARTIAL = "partial"
+
+
+class Folder(StrEnum):
+    SHARE = "share"
+    ADDONS_LOCAL = "addons/local"
+    SSL = "ssl"
+    MEDIA = "media"
+
+
+class LogLevel(StrEnum):
+    TRACE = "trace"
+    DEBUG = "debug"
+    INFO = "info"
+    NOTICE = "notice"
+    WARNING = "warning"
+    ERROR = "error"
+    FATAL = "fatal"
+
+
+LOCATION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,39}$")
+MOUNT_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+TIME_OF_DAY = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FolderLocationOptions(_Strict):
+    """A folder the add-on writes copies into, e.g. /share/nas or /media/usb."""
+
+    name: str
+    kind: Literal["folder"]
+    path: str
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not LOCATION_NAME.match(value):
+            raise ValueError(
+                "must be 1-40 letters, digits, spaces, '.', '_' or '-', starting with a letter or digit"
+            )
+        return value
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        path = Path(value)
+        if not path.is_absolute():
+            raise ValueError("must be an absolute path such as /share/backups or /media/usb")
+        if ".." in path.parts:
+            raise ValueError("must not contain '..'")
+        return str(path)
+
+
+LocationOptions = Annotated[FolderLocationOptions, Field(discriminator="kind")]
+
+
+class AddonOptions(_Strict):
+    """Everything in /data/options.json."""
+
+    backup_time: str = "04:45"
+    backup_type: BackupType = BackupType.FULL
+    include_homeassistant: bool = True
+    include_addons: list[str] = []
+    include_folders: list[Folder] = []
+    exclude_database: bool = False
+    supervisor_locations: list[str] = []
+    locations: list[LocationOptions] = []
+    log_level: LogLevel = LogLevel.INFO
+
+    @field_validator("backup_time")
+    @classmethod
+    def _time(cls, value: str) -> str:
+        if not TIME_OF_DAY.match(value):
+            raise ValueError("must be a time of day as HH:MM in 24-hour form, e.g. 04:45")
+        return value
+
+    @field_validator("include_addons")
+    @classmethod
+    def _addons(cls, value: list[str]) -> list[str]:
+        for slug in value:
+            if not re.match(r"^[A-Za-z0-9_.-]+$", slug):
+                raise ValueError(f"{slug!r} is not an add-on slug (e.g. core_mosquitto)")
+        if len(set(value)) != len(value):
+            raise ValueError("lists an add-on twice")
+        return value
+
+    @field_validator("include_folders")
+    @classmethod
+    def _folders(cls, value: list[Folder]) -> list[Folder]:
+        if len(set(value)) != len(value):
+            raise ValueError("lists a folder twice")
+        return value
+
+    @field_validator("supervisor_locations")
+    @classmethod
+    def _mounts(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not MOUNT_NAME.match(name):
+                raise ValueError(
+                    f"{name!r} is not a network storage name; use the name shown under "
+                    "Settings > System > Storage (letters, digits and '_')"
+                )
+        if len(set(value)) != len(value):
+            raise ValueError("lists a network storage twice")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_location_names(self) -> AddonOptions:
+        names = [loc.name.casefold() for loc in self.locations]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"locations: two locations are named {duplicates[0]!r}; names must differ")
+        return self
+
+
+def _describe(error: dict[str, Any]) -> str:
+    where = ".".join(str(part) for part in error["loc"]) or "options"
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"{where}: unknown option; remove it"
+    if kind == "literal_error" or kind == "enum":
+        allowed = error.get("ctx", {}).get("expected", "")
+        return f"{where}: {error['input']!r} is not allowed; use one of {allowed}"
+    if kind == "union_tag_invalid":
+        allowed = error.get("ctx", {}).get("expected_tags", "")
+        return f"{where}: kind {error['ctx'].get('tag')!r} is not known; use one of {allowed}"
+    if kind == "missing":
+        return f"{where}: missing; this option is required"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{where}: {message}"
+
+
+def parse_options(raw: object) -> AddonOptions:
+    """Validate decoded options, raising InvalidOptions with one line per problem."""
+    try:
+        return AddonOptions.model_validate(raw)
+    except ValidationError as err:
+        problems = [_describe(dict(e)) for e in err.errors()]
+        raise InvalidOptions(problems) from None
+
+
+def load_options(path: Path) -> AddonOptions:
+    """Read and validate the options file the Supervisor writes."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InvalidOptions([f"{path}: not found; is the add-on started by the Supervisor?"]) from None
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise InvalidOptions([f"{path}: not valid JSON ({err.msg} at line {err.lineno})"]) from None
+    return parse_options(raw)

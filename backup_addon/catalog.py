@@ -1,0 +1,332 @@
+"""The catalog: the add-on's memory of runs, backups and copies, in SQLite under /data.
+
+The Supervisor and the locations are the truth; the catalog records what the add-on did so
+that a restart, even after kill -9, knows which runs were interrupted. Every state change is
+committed before the next step starts.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    trigger TEXT NOT NULL,
+    state TEXT NOT NULL,
+    stage TEXT,
+    slug TEXT,
+    error TEXT,
+    started_at TEXT NOT NULL,
+    finished_at TEXT
+);
+CREATE TABLE IF NOT EXISTS backups (
+    slug TEXT PRIMARY KEY,
+    run_id INTEGER REFERENCES runs(id),
+    name TEXT NOT NULL,
+    type TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    size_bytes INTEGER,
+    sha256 TEXT,
+    details TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS copies (
+    slug TEXT NOT NULL,
+    location TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    key TEXT,
+    state TEXT NOT NULL,
+    size_bytes INTEGER,
+    sha256 TEXT,
+    error TEXT,
+    started_at TEXT NOT NULL,
+    committed_at TEXT,
+    PRIMARY KEY (slug, location)
+);
+"""
+
+
+class RunState(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    PARTIAL = "partial"  # the backup exists, but at least one copy failed
+    FAILED = "failed"
+
+
+class CopyState(StrEnum):
+    WRITING = "writing"
+    COMMITTED = "committed"
+    FAILED = "failed"
+
+
+INTERRUPTED = "interrupted: the add-on stopped before this finished"
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    id: int
+    trigger: str
+    state: RunState
+    stage: str | None
+    slug: str | None
+    error: str | None
+    started_at: datetime
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Copy:
+    slug: str
+    location: str
+    kind: str
+    key: str | None
+    state: CopyState
+    size_bytes: int | None
+    sha256: str | None
+    error: str | None
+    committed_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class BackupRecord:
+    slug: str
+    run_id: int | None
+    name: str
+    type: str
+    created_at: datetime
+    size_bytes: int | None
+    sha256: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RepairReport:
+    interrupted_runs: list[int]
+    interrupted_copies: list[tuple[str, str]]
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+class Catalog:
+    """SQLite-backed record of runs, backups and copies."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(_SCHEMA)
+        if self.get_meta("schema_version") is None:
+            self.set_meta("schema_version", str(SCHEMA_VERSION))
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _write(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            cursor = self._db.execute(sql, params)
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+        return cursor
+
+    # --- meta -------------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row["value"])
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._write(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    def instance_id(self) -> str:
+        """A stable random id that keeps this installation's copies apart from others'."""
+        value = self.get_meta("instance_id")
+        if value is None:
+            value = uuid.uuid4().hex[:12]
+            self.set_meta("instance_id", value)
+        return value
+
+    # --- repair -----------------------------------------------------------------------------
+
+    def repair(self) -> RepairReport:
+        """Mark whatever was in flight when the add-on stopped as failed."""
+        runs = [r["id"] for r in self._db.execute("SELECT id FROM runs WHERE state = ?", (RunState.RUNNING,))]
+        copies = [
+            (r["slug"], r["location"])
+            for r in self._db.execute("SELECT slug, location FROM copies WHERE state = ?", (CopyState.WRITING,))
+        ]
+        now = _now()
+        self._db.execute("BEGIN IMMEDIATE")
+        self._db.execute(
+            "UPDATE runs SET state = ?, error = COALESCE(error, ?), finished_at = ? WHERE state = ?",
+            (RunState.FAILED, INTERRUPTED, now, RunState.RUNNING),
+        )
+        self._db.execute("COMMIT")
+        self.fail_unfinished_copies(INTERRUPTED)
+        return RepairReport(interrupted_runs=runs, interrupted_copies=copies)
+
+    def fail_unfinished_copies(self, reason: str) -> None:
+        self._write(
+            "UPDATE copies SET state = ?, error = ? WHERE state = ?",
+            (CopyState.FAILED, reason, CopyState.WRITING),
+        )
+
+    # --- runs -------------------------------------------------------------------------------
+
+    def start_run(self, trigger: str) -> int:
+        cursor = self._write(
+            "INSERT INTO runs (trigger, state, started_at) VALUES (?, ?, ?)",
+            (trigger, RunState.RUNNING, _now()),
+        )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def set_stage(self, run_id: int, stage: str, *, slug: str | None = None) -> None:
+        self._write("UPDATE runs SET stage = ?, slug = COALESCE(?, slug) WHERE id = ?", (stage, slug, run_id))
+
+    def finish_run(self, run_id: int, state: RunState, error: str | None = None) -> None:
+        self._write(
+            "UPDATE runs SET state = ?, error = ?, finished_at = ? WHERE id = ?",
+            (state, error, _now(), run_id),
+        )
+
+    def run(self, run_id: int) -> Run:
+        row = self._db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise KeyError(run_id)
+        return _run(row)
+
+    def recent_runs(self, limit: int = 20) -> list[Run]:
+        rows = self._db.execute("SELECT * FROM runs ORDER BY id DESC LIMIT ?", (limit,))
+        return [_run(r) for r in rows]
+
+    def last_run(self, state: RunState | None = None) -> Run | None:
+        if state is None:
+            row = self._db.execute("SELECT * FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+        else:
+            row = self._db.execute(
+                "SELECT * FROM runs WHERE state = ? ORDER BY id DESC LIMIT 1", (state,)
+            ).fetchone()
+        return None if row is None else _run(row)
+
+    # --- backups and copies -----------------------------------------------------------------
+
+    def record_backup(
+        self,
+        *,
+        slug: str,
+        run_id: int | None,
+        name: str,
+        type: str,
+        created_at: datetime,
+        size_bytes: int | None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        self._write(
+            "INSERT INTO backups (slug, run_id, name, type, created_at, size_bytes, details) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(slug) DO UPDATE SET "
+            "name = excluded.name, size_bytes = excluded.size_bytes, details = excluded.details",
+            (slug, run_id, name, type, created_at.isoformat(), size_bytes, json.dumps(details or {})),
+        )
+
+    def set_backup_hash(self, slug: str, size_bytes: int, sha256: str) -> None:
+        self._write("UPDATE backups SET size_bytes = ?, sha256 = ? WHERE slug = ?", (size_bytes, sha256, slug))
+
+    def backup(self, slug: str) -> BackupRecord | None:
+        row = self._db.execute("SELECT * FROM backups WHERE slug = ?", (slug,)).fetchone()
+        return None if row is None else _backup(row)
+
+    def backups(self) -> list[BackupRecord]:
+        return [_backup(r) for r in self._db.execute("SELECT * FROM backups ORDER BY created_at DESC")]
+
+    def copy_started(self, slug: str, location: str, kind: str, key: str | None) -> None:
+        self._write(
+            "INSERT INTO copies (slug, location, kind, key, state, started_at) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(slug, location) DO UPDATE SET kind = excluded.kind, key = excluded.key, "
+            "state = excluded.state, started_at = excluded.started_at, error = NULL, committed_at = NULL",
+            (slug, location, kind, key, CopyState.WRITING, _now()),
+        )
+
+    def copy_committed(self, slug: str, location: str, size_bytes: int | None, sha256: str | None) -> None:
+        self._write(
+            "UPDATE copies SET state = ?, size_bytes = ?, sha256 = ?, committed_at = ?, error = NULL "
+            "WHERE slug = ? AND location = ?",
+            (CopyState.COMMITTED, size_bytes, sha256, _now(), slug, location),
+        )
+
+    def copy_failed(self, slug: str, location: str, error: str) -> None:
+        self._write(
+            "UPDATE copies SET state = ?, error = ? WHERE slug = ? AND location = ?",
+            (CopyState.FAILED, error, slug, location),
+        )
+
+    def copies(self, slug: str | None = None) -> list[Copy]:
+        if slug is None:
+            rows = self._db.execute("SELECT * FROM copies ORDER BY started_at, location")
+        else:
+            rows = self._db.execute("SELECT * FROM copies WHERE slug = ? ORDER BY location", (slug,))
+        return [_copy(r) for r in rows]
+
+
+def _run(row: sqlite3.Row) -> Run:
+    return Run(
+        id=row["id"],
+        trigger=row["trigger"],
+        state=RunState(row["state"]),
+        stage=row["stage"],
+        slug=row["slug"],
+        error=row["error"],
+        started_at=datetime.fromisoformat(row["started_at"]),
+        finished_at=_dt(row["finished_at"]),
+    )
+
+
+def _copy(row: sqlite3.Row) -> Copy:
+    return Copy(
+        slug=row["slug"],
+        location=row["location"],
+        kind=row["kind"],
+        key=row["key"],
+        state=CopyState(row["state"]),
+        size_bytes=row["size_bytes"],
+        sha256=row["sha256"],
+        error=row["error"],
+        committed_at=_dt(row["committed_at"]),
+    )
+
+
+def _backup(row: sqlite3.Row) -> BackupRecord:
+    return BackupRecord(
+        slug=row["slug"],
+        run_id=row["run_id"],
+        name=row["name"],
+        type=row["type"],
+        created_at=datetime.fromisoformat(row["created_at"]),
+        size_bytes=row["size_bytes"],
+        sha256=row["sha256"],
+    )

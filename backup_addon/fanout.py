@@ -1,0 +1,144 @@
+"""One pass over a stream, many writers: bounded queues, back-pressure, failures isolated.
+
+Each writer gets its own bounded queue. The producer puts every chunk into every healthy
+queue, so the slowest healthy writer sets the pace and memory stays at
+chunk size x queue depth x writers, whatever the size of the stream. A writer that fails
+drops out: its queue is drained and discarded, and the others go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Final
+
+from .errors import SourceError
+
+CHUNK_SIZE: Final = 1 << 20
+QUEUE_DEPTH: Final = 4
+
+
+class _End:
+    """Marks the end of the stream in a queue."""
+
+
+class _Abort:
+    """Tells a writer that the source failed; its put must not commit."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+type _Item = bytes | _End | _Abort
+
+Writer = Callable[[AsyncIterator[bytes]], Awaitable[object]]
+
+
+@dataclass(slots=True)
+class SinkResult:
+    """How one writer ended: its return value, or the error that stopped it."""
+
+    name: str
+    value: object = None
+    error: BaseException | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True, slots=True)
+class FanoutResult:
+    size: int
+    sha256: str
+    sinks: dict[str, SinkResult]
+
+
+class _Sink:
+    def __init__(self, name: str, writer: Writer, depth: int) -> None:
+        self.name = name
+        self.queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=depth)
+        self.result = SinkResult(name)
+        self.failed = False
+        self.input_done = False
+        self.task = asyncio.create_task(self._run(writer), name=f"write {name}")
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        while True:
+            item = await self.queue.get()
+            if isinstance(item, _End):
+                self.input_done = True
+                return
+            if isinstance(item, _Abort):
+                self.input_done = True
+                raise item.error
+            yield item
+
+    async def _run(self, writer: Writer) -> None:
+        try:
+            self.result.value = await writer(self._chunks())
+            if not self.input_done:
+                raise RuntimeError(f"{self.name} stopped reading before the end of the backup")
+        except Exception as err:
+            self.result.error = err
+            self.failed = True
+            # Keep taking chunks so the producer never waits on a writer that is gone.
+            while not self.input_done:
+                self.input_done = isinstance(await self.queue.get(), _End | _Abort)
+
+
+async def rechunk(source: AsyncIterator[bytes], size: int = CHUNK_SIZE) -> AsyncIterator[bytes]:
+    """Group small network reads into chunks of about `size` bytes."""
+    buffer = bytearray()
+    async for piece in source:
+        buffer += piece
+        if len(buffer) >= size:
+            yield bytes(buffer)
+            buffer.clear()
+    if buffer:
+        yield bytes(buffer)
+
+
+async def fan_out(
+    source: AsyncIterator[bytes],
+    writers: dict[str, Writer],
+    *,
+    depth: int = QUEUE_DEPTH,
+    expected_size: int | None = None,
+) -> FanoutResult:
+    """Read `source` once, hash it, and feed every writer; never raises for a writer's failure.
+
+    If the source fails (or ends at a size other than `expected_size`), every writer is
+    aborted so no location commits a partial copy, and SourceError is raised.
+    """
+    sinks = [_Sink(name, writer, depth) for name, writer in writers.items()]
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        async for chunk in source:
+            digest.update(chunk)
+            size += len(chunk)
+            for sink in sinks:
+                if not sink.failed:
+                    await sink.queue.put(chunk)
+        if expected_size is not None and size != expected_size:
+            raise SourceError(
+                f"The backup archive ended after {size} bytes, but the Supervisor reported "
+                f"{expected_size} bytes; it is incomplete."
+            )
+    except BaseException as err:
+        abort = _Abort(err if isinstance(err, SourceError) else SourceError(f"Reading the backup failed: {err}"))
+        for sink in sinks:
+            await sink.queue.put(abort)
+        await asyncio.gather(*(s.task for s in sinks), return_exceptions=True)
+        if isinstance(err, SourceError):
+            raise
+        if isinstance(err, Exception):
+            raise abort.error from err
+        raise
+    for sink in sinks:
+        await sink.queue.put(_End())
+    await asyncio.gather(*(s.task for s in sinks))
+    return FanoutResult(size=size, sha256=digest.hexdigest(), sinks={s.name: s.result for s in sinks})

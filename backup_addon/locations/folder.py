@@ -1,0 +1,179 @@
+"""A folder the add-on sees: a Supervisor share/media mount, a USB disk, any directory."""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import errno
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+from ..errors import LocationError, LocationFull, LocationReadOnly, LocationUnreachable
+from .base import StoredObject, Usage
+
+PARTIAL_MARK = ".partial-"
+READ_CHUNK = 1 << 20
+
+
+def _check_key(key: str) -> PurePosixPath:
+    path = PurePosixPath(key)
+    if path.is_absolute() or not path.parts or any(p in ("", ".", "..") for p in path.parts):
+        raise ValueError(f"invalid object key {key!r}")
+    if any(part.startswith(".") for part in path.parts):
+        raise ValueError(f"object key {key!r} must not have hidden parts")
+    return path
+
+
+class FolderLocation:
+    """Copies as plain files under a root directory that must already exist.
+
+    The root is never created: a missing root usually means a disconnected disk or share,
+    and writing into the empty mount point would fill the add-on's own storage instead.
+    """
+
+    kind = "folder"
+
+    def __init__(self, name: str, root: Path, *, offsite: bool = False) -> None:
+        self.name = name
+        self.root = root
+        self.offsite = offsite
+
+    def _error(self, err: OSError, action: str) -> LocationError:
+        where = f"folder {self.root}"
+        if err.errno == errno.ENOSPC or err.errno == errno.EDQUOT:
+            return LocationFull(self.name, f"{where} is full while {action}; free some space")
+        if err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            return LocationReadOnly(
+                self.name, f"{where} cannot be written while {action}; check it is mounted read-write"
+            )
+        if err.errno in (errno.ENOENT, errno.ENOTDIR, errno.ENODEV, errno.EIO, errno.ESTALE):
+            return LocationUnreachable(
+                self.name, f"{where} is not available while {action}: {err.strerror}"
+            )
+        return LocationError(self.name, f"{where}: {err.strerror or err} while {action}")
+
+    def _require_root(self) -> None:
+        if not self.root.is_dir():
+            raise LocationUnreachable(
+                self.name,
+                f"folder {self.root} does not exist; connect the disk or network storage, "
+                "or correct the path in the add-on's options",
+            )
+
+    async def put(self, key: str, chunks: AsyncIterator[bytes]) -> StoredObject:
+        rel = _check_key(key)
+        self._require_root()
+        final = self.root.joinpath(*rel.parts)
+        temp = final.with_name(f".{final.name}{PARTIAL_MARK}{uuid.uuid4().hex[:12]}")
+        handle: BinaryIO | None = None
+        size = 0
+        try:
+            try:
+                await asyncio.to_thread(final.parent.mkdir, parents=True, exist_ok=True)
+                handle = await asyncio.to_thread(temp.open, "xb")
+                async for chunk in chunks:
+                    await asyncio.to_thread(handle.write, chunk)
+                    size += len(chunk)
+                await asyncio.to_thread(_finish, handle, temp, final)
+            except OSError as err:
+                raise self._error(err, f"writing {key}") from err
+        except BaseException:
+            if handle is not None:
+                await asyncio.to_thread(_discard, handle, temp)
+            raise
+        return StoredObject(key=key, size=size, modified=datetime.now(UTC))
+
+    async def open(self, key: str) -> AsyncIterator[bytes]:
+        path = self.root.joinpath(*_check_key(key).parts)
+        try:
+            handle = await asyncio.to_thread(path.open, "rb")
+        except OSError as err:
+            raise self._error(err, f"reading {key}") from err
+        try:
+            while chunk := await asyncio.to_thread(handle.read, READ_CHUNK):
+                yield chunk
+        except OSError as err:
+            raise self._error(err, f"reading {key}") from err
+        finally:
+            handle.close()
+
+    async def stat(self, key: str) -> StoredObject | None:
+        path = self.root.joinpath(*_check_key(key).parts)
+        try:
+            st = await asyncio.to_thread(path.stat)
+        except FileNotFoundError:
+            return None
+        except OSError as err:
+            raise self._error(err, f"checking {key}") from err
+        return StoredObject(key=key, size=st.st_size, modified=datetime.fromtimestamp(st.st_mtime, UTC))
+
+    async def list(self) -> list[StoredObject]:
+        self._require_root()
+        return await asyncio.to_thread(self._list_sync)
+
+    def _list_sync(self) -> builtins.list[StoredObject]:
+        found: builtins.list[StoredObject] = []
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for filename in filenames:
+                if filename.startswith("."):
+                    continue
+                path = Path(dirpath, filename)
+                st = path.stat()
+                key = path.relative_to(self.root).as_posix()
+                found.append(StoredObject(key, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC)))
+        return sorted(found, key=lambda o: o.key)
+
+    async def delete(self, key: str) -> None:
+        path = self.root.joinpath(*_check_key(key).parts)
+        try:
+            await asyncio.to_thread(path.unlink, missing_ok=True)
+        except OSError as err:
+            raise self._error(err, f"deleting {key}") from err
+
+    async def usage(self) -> Usage | None:
+        self._require_root()
+        try:
+            du = await asyncio.to_thread(shutil.disk_usage, self.root)
+        except OSError as err:
+            raise self._error(err, "reading free space") from err
+        return Usage(free_bytes=du.free, total_bytes=du.total)
+
+    async def cleanup_incomplete(self) -> int:
+        if not self.root.is_dir():
+            return 0
+        return await asyncio.to_thread(self._cleanup_sync)
+
+    def _cleanup_sync(self) -> int:
+        removed = 0
+        for dirpath, _dirnames, filenames in os.walk(self.root):
+            for filename in filenames:
+                if filename.startswith(".") and PARTIAL_MARK in filename:
+                    Path(dirpath, filename).unlink(missing_ok=True)
+                    removed += 1
+        return removed
+
+
+def _finish(handle: BinaryIO, temp: Path, final: Path) -> None:
+    """Make the temp file durable, then give it its final name."""
+    handle.flush()
+    os.fsync(handle.fileno())
+    handle.close()
+    temp.replace(final)
+    dir_fd = os.open(final.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _discard(handle: BinaryIO, temp: Path) -> None:
+    with contextlib.suppress(OSError):
+        handle.close()
+    temp.unlink(missing_ok=True)

@@ -1,0 +1,306 @@
+"""One backup run: ask the Supervisor for a backup, stream it once, fan it out, record it all.
+
+The pipeline wires the Supervisor gateway, the locations and the catalog together; protocol
+details live in those modules, not here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from aiohasupervisor import models
+
+from . import __version__
+from .catalog import Catalog, CopyState, RunState
+from .errors import AddonError, LocationError, LocationFull
+from .fanout import CHUNK_SIZE, Writer, fan_out, rechunk
+from .locations import Location, StoredObject
+from .options import AddonOptions, BackupType
+from .supervisor import LOCAL, BackupRequest, SupervisorGateway
+
+_LOGGER = logging.getLogger(__name__)
+
+CREATED_BY = "backup_321"
+KEY_PREFIX = "backup_321"
+
+# ENVELOPE STAGE: the encryption envelope plugs in here. It receives the archive's plaintext
+# chunks and returns the chunks to store (and the suffix of the stored object's name). Until
+# it exists, copies are the Supervisor's archive as it is.
+type Envelope = Callable[[AsyncIterator[bytes]], AsyncIterator[bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class CopyResult:
+    location: str
+    kind: str
+    ok: bool
+    key: str | None = None
+    size: int | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    run_id: int
+    state: RunState
+    slug: str | None = None
+    sha256: str | None = None
+    size: int | None = None
+    copies: list[CopyResult] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+class RunInProgress(AddonError):
+    """A backup run is already going on."""
+
+
+def object_key(instance_id: str, created: datetime, slug: str, suffix: str = ".tar") -> str:
+    """Where a copy lives inside an add-on-managed location."""
+    stamp = created.astimezone(UTC).strftime("%Y-%m-%d_%H%M%S")
+    return f"{KEY_PREFIX}/{instance_id}/{stamp}_{slug}{suffix}"
+
+
+class BackupRunner:
+    """Runs backups one at a time."""
+
+    def __init__(
+        self,
+        *,
+        gateway: SupervisorGateway,
+        catalog: Catalog,
+        locations: list[Location],
+        options: AddonOptions,
+        backup_dir: Path,
+        envelope: Envelope | None = None,
+        envelope_suffix: str = "",
+        chunk_size: int = CHUNK_SIZE,
+    ) -> None:
+        self.gateway = gateway
+        self.catalog = catalog
+        self.locations = locations
+        self.options = options
+        self.backup_dir = backup_dir
+        self.envelope = envelope
+        self.envelope_suffix = envelope_suffix
+        self.chunk_size = chunk_size
+        self._lock = asyncio.Lock()
+
+    @property
+    def running(self) -> bool:
+        return self._lock.locked()
+
+    def _request(self, now: datetime) -> BackupRequest:
+        opts = self.options
+        local_now = now.astimezone()
+        stamp = now.astimezone(UTC).strftime("%Y%m%d_%H%M%S")
+        return BackupRequest(
+            name=f"3-2-1 Backup {local_now:%Y-%m-%d %H:%M}",
+            full=opts.backup_type is BackupType.FULL,
+            filename=f"backup_321_{stamp}.tar",
+            locations=[LOCAL, *opts.supervisor_locations],
+            homeassistant=opts.include_homeassistant,
+            addons=list(opts.include_addons),
+            folders=[str(f) for f in opts.include_folders],
+            exclude_database=opts.exclude_database,
+            extra={"created_by": CREATED_BY, "addon_version": __version__},
+        )
+
+    async def run(self, trigger: str) -> RunResult:
+        if self._lock.locked():
+            raise RunInProgress("A backup is already running; wait for it to finish.")
+        async with self._lock:
+            run_id = self.catalog.start_run(trigger)
+            _LOGGER.info("Backup run %d started (%s)", run_id, trigger)
+            try:
+                result = await self._run(run_id)
+            except asyncio.CancelledError:
+                reason = "stopped: the add-on was shut down during the run"
+                self.catalog.fail_unfinished_copies(reason)
+                self.catalog.finish_run(run_id, RunState.FAILED, reason)
+                raise
+            except AddonError as err:
+                self.catalog.finish_run(run_id, RunState.FAILED, str(err))
+                _LOGGER.error("Backup run %d failed: %s", run_id, err)
+                return RunResult(run_id=run_id, state=RunState.FAILED, error=str(err))
+            except Exception as err:
+                self.catalog.finish_run(run_id, RunState.FAILED, f"unexpected error: {err!r}")
+                _LOGGER.exception("Backup run %d failed unexpectedly", run_id)
+                return RunResult(run_id=run_id, state=RunState.FAILED, error=f"unexpected error: {err!r}")
+            self.catalog.finish_run(run_id, result.state, result.error)
+            _LOGGER.info(
+                "Backup run %d %s: %s",
+                run_id,
+                result.state,
+                ", ".join(f"{c.location} {'ok' if c.ok else 'FAILED'}" for c in result.copies),
+            )
+            return result
+
+    async def _run(self, run_id: int) -> RunResult:
+        now = datetime.now(UTC)
+        request = self._request(now)
+
+        self.catalog.set_stage(run_id, "requesting")
+        job_id = await self.gateway.start_backup(request)
+        self.catalog.set_stage(run_id, "supervisor_backup")
+
+        def on_stage(stage: str) -> None:
+            self.catalog.set_stage(run_id, f"supervisor:{stage}")
+
+        outcome = await self.gateway.wait_for_job(job_id, on_stage)
+        slug = outcome.slug
+        for warning in outcome.warnings:
+            _LOGGER.warning("Backup %s: %s", slug, warning)
+        info = await self.gateway.backup_info(slug)
+        self.catalog.set_stage(run_id, "recording", slug=slug)
+        self.catalog.record_backup(
+            slug=slug,
+            run_id=run_id,
+            name=info.name,
+            type=str(info.type),
+            created_at=info.date,
+            size_bytes=self._size(info),
+            details={"locations": sorted(info.location_attributes), "warnings": outcome.warnings},
+        )
+        copies = self._supervisor_copies(slug, request.locations, info.location_attributes, outcome.warnings)
+
+        sha256 = size = None
+        if self.locations:
+            self.catalog.set_stage(run_id, "copying", slug=slug)
+            streamed = await self._stream_copies(slug, info.date, self._size(info), request.filename)
+            copies.extend(streamed[0])
+            sha256, size = streamed[1], streamed[2]
+
+        failed = [c for c in copies if not c.ok]
+        state = RunState.SUCCEEDED if not failed else RunState.PARTIAL
+        error = "; ".join(f"{c.location}: {c.error}" for c in failed) or None
+        return RunResult(
+            run_id=run_id,
+            state=state,
+            slug=slug,
+            sha256=sha256,
+            size=size,
+            copies=copies,
+            warnings=outcome.warnings,
+            error=error,
+        )
+
+    @staticmethod
+    def _size(info: models.BackupComplete) -> int | None:
+        attributes = info.location_attributes
+        local = attributes.get(LOCAL) or next(iter(attributes.values()), None)
+        return None if local is None else local.size_bytes
+
+    def _supervisor_copies(
+        self,
+        slug: str,
+        wanted: list[str],
+        attributes: dict[str, models.BackupLocationAttributes],
+        warnings: list[str],
+    ) -> list[CopyResult]:
+        results = []
+        for name in wanted:
+            self.catalog.copy_started(slug, name, "supervisor", None)
+            present = attributes.get(name)
+            if present is not None:
+                self.catalog.copy_committed(slug, name, present.size_bytes, None)
+                results.append(CopyResult(name, "supervisor", True))
+                continue
+            related = [w for w in warnings if name in w]
+            error = related[0] if related else "the Supervisor did not store a copy here"
+            self.catalog.copy_failed(slug, name, error)
+            results.append(CopyResult(name, "supervisor", False, error=error))
+        return results
+
+    def _source(self, slug: str, filename: str) -> AsyncIterator[bytes]:
+        local_file = self.backup_dir / filename
+        if local_file.is_file():
+            return _read_file(local_file, self.chunk_size)
+        return rechunk(self.gateway.download(slug), self.chunk_size)
+
+    async def _stream_copies(
+        self, slug: str, created: datetime, expected_size: int | None, filename: str
+    ) -> tuple[list[CopyResult], str | None, int | None]:
+        key = object_key(self.catalog.instance_id(), created, slug, ".tar" + self.envelope_suffix)
+        writers: dict[str, Writer] = {}
+        results: dict[str, CopyResult] = {}
+        for location in self.locations:
+            self.catalog.copy_started(slug, location.name, location.kind, key)
+            problem = await self._preflight(location, expected_size)
+            if problem is not None:
+                self.catalog.copy_failed(slug, location.name, problem)
+                results[location.name] = CopyResult(location.name, location.kind, False, key, error=problem)
+                continue
+            writers[location.name] = _writer(location, key)
+        if not writers:
+            return [results[loc.name] for loc in self.locations], None, None
+
+        source = self._source(slug, filename)
+        if self.envelope is not None:
+            source = self.envelope(source)
+        try:
+            outcome = await fan_out(source, writers, expected_size=None if self.envelope else expected_size)
+        except AddonError as err:
+            for name in writers:
+                self.catalog.copy_failed(slug, name, str(err))
+                kind = next(loc.kind for loc in self.locations if loc.name == name)
+                results[name] = CopyResult(name, kind, False, key, error=str(err))
+            return [results[loc.name] for loc in self.locations], None, None
+
+        if self.envelope is None:
+            self.catalog.set_backup_hash(slug, outcome.size, outcome.sha256)
+        for name, sink in outcome.sinks.items():
+            kind = next(loc.kind for loc in self.locations if loc.name == name)
+            if sink.ok and isinstance(sink.value, StoredObject) and sink.value.size == outcome.size:
+                self.catalog.copy_committed(slug, name, sink.value.size, outcome.sha256)
+                results[name] = CopyResult(name, kind, True, key, size=sink.value.size)
+            else:
+                error = _error_text(sink.error) if sink.error else "the stored size does not match"
+                self.catalog.copy_failed(slug, name, error)
+                results[name] = CopyResult(name, kind, False, key, error=error)
+                _LOGGER.error("Copy of %s to %s failed: %s", slug, name, error)
+        return [results[loc.name] for loc in self.locations], outcome.sha256, outcome.size
+
+    @staticmethod
+    async def _preflight(location: Location, expected_size: int | None) -> str | None:
+        """Catch a missing or full location before streaming starts."""
+        try:
+            usage = await location.usage()
+        except LocationError as err:
+            return _error_text(err)
+        if usage is not None and expected_size is not None and usage.free_bytes < expected_size:
+            need = expected_size / 2**20
+            free = usage.free_bytes / 2**20
+            return _error_text(
+                LocationFull(location.name, f"needs {need:.0f} MiB but only {free:.0f} MiB are free")
+            )
+        return None
+
+
+def _error_text(err: BaseException) -> str:
+    if isinstance(err, LocationError):
+        return str(err).removeprefix(f"{err.location}: ")
+    if isinstance(err, AddonError):
+        return str(err)
+    return f"unexpected error: {err!r}"
+
+
+def _writer(location: Location, key: str) -> Writer:
+    async def write(chunks: AsyncIterator[bytes]) -> StoredObject:
+        return await location.put(key, chunks)
+
+    return write
+
+
+async def _read_file(path: Path, chunk_size: int) -> AsyncIterator[bytes]:
+    with path.open("rb") as handle:
+        while chunk := await asyncio.to_thread(handle.read, chunk_size):
+            yield chunk
+
+
+__all__ = ["BackupRunner", "CopyResult", "CopyState", "RunInProgress", "RunResult", "object_key"]

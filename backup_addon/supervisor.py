@@ -1,0 +1,246 @@
+"""The add-on's side of the Supervisor API, built on aiohasupervisor.
+
+aiohasupervisor speaks the endpoints; this module adds what a backup run needs on top:
+following a background job through `GET /jobs/info` (the `backup` role may not read
+`/jobs/{uuid}`), a download that notices a stalled or cut-off stream, and errors whose text
+tells the user what happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import PurePath
+from typing import Any
+from uuid import UUID
+
+import aiohasupervisor
+from aiohasupervisor import models
+from aiohasupervisor.exceptions import (
+    SupervisorAuthenticationError,
+    SupervisorBadRequestError,
+    SupervisorConnectionError,
+    SupervisorForbiddenError,
+    SupervisorNotFoundError,
+    SupervisorServiceUnavailableError,
+    SupervisorTimeoutError,
+)
+from aiohasupervisor.exceptions import SupervisorError as LibSupervisorError
+
+from .errors import BackupJobFailed, SourceError, SupervisorError
+
+_LOGGER = logging.getLogger(__name__)
+
+LOCAL = ".local"
+
+
+@dataclass(frozen=True, slots=True)
+class BackupRequest:
+    """What to ask the Supervisor to back up, and where it should store it."""
+
+    name: str
+    full: bool
+    filename: str
+    locations: list[str]
+    password: str | None = None
+    homeassistant: bool = True
+    addons: list[str] = field(default_factory=list)
+    folders: list[str] = field(default_factory=list)
+    exclude_database: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class JobOutcome:
+    """A finished backup job: the slug and the problems that did not stop it."""
+
+    slug: str
+    warnings: list[str]
+
+
+def _describe(err: LibSupervisorError, action: str) -> str:
+    detail = str(err).strip()
+    match err:
+        case SupervisorAuthenticationError():
+            return (
+                f"The Supervisor rejected the add-on's token while {action} (401). "
+                "Restart the add-on; if that does not help, reinstall it."
+            )
+        case SupervisorForbiddenError():
+            return (
+                f"The Supervisor denied the add-on access while {action} (403). "
+                "The add-on needs Supervisor API access with the 'backup' role; reinstall or update it."
+            )
+        case SupervisorBadRequestError() | SupervisorNotFoundError():
+            return f"The Supervisor refused {action}: {detail or 'no reason given'}"
+        case SupervisorServiceUnavailableError():
+            return f"The Supervisor is not ready ({detail or 'busy'}) while {action}; it will be tried again."
+        case SupervisorTimeoutError():
+            return f"The Supervisor did not answer in time while {action}."
+        case SupervisorConnectionError():
+            return f"Cannot reach the Supervisor while {action}; is it restarting?"
+    return (
+        f"The Supervisor failed while {action}: {detail or 'an internal error, see the Supervisor logs'}"
+    )
+
+
+@asynccontextmanager
+async def _translated(action: str) -> AsyncIterator[None]:
+    try:
+        yield
+    except LibSupervisorError as err:
+        raise SupervisorError(_describe(err, action)) from err
+
+
+def _find_job(jobs: list[models.Job], uuid: UUID) -> models.Job | None:
+    for job in jobs:
+        if job.uuid == uuid:
+            return job
+        found = _find_job(job.child_jobs, uuid)
+        if found is not None:
+            return found
+    return None
+
+
+def _child_errors(job: models.Job) -> list[str]:
+    problems: list[str] = []
+    for child in job.child_jobs:
+        for error in child.errors:
+            what = child.reference or child.name or "part"
+            problems.append(f"{what}: {error.message}")
+        problems.extend(_child_errors(child))
+    return problems
+
+
+class SupervisorGateway:
+    """One connection to the Supervisor, shared by every part of the add-on."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        *,
+        poll_interval: float = 1.0,
+        job_timeout: float = 6 * 3600,
+        stall_timeout: float = 120.0,
+        unreachable_grace: float = 300.0,
+    ) -> None:
+        self.url = url
+        self._client = aiohasupervisor.SupervisorClient(url, token)
+        self.poll_interval = poll_interval
+        self.job_timeout = job_timeout
+        self.stall_timeout = stall_timeout
+        self.unreachable_grace = unreachable_grace
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    async def start_backup(self, request: BackupRequest) -> UUID:
+        """Ask for a backup in the background; return the Supervisor's job id."""
+        common: dict[str, Any] = {
+            "name": request.name,
+            "password": request.password,
+            "compressed": True,
+            "location": list(request.locations),
+            "homeassistant_exclude_database": request.exclude_database,
+            "background": True,
+            "extra": request.extra,
+            "filename": PurePath(request.filename),
+        }
+        async with _translated("starting the backup"):
+            if request.full:
+                new = await self._client.backups.full_backup(models.FullBackupOptions(**common))
+            else:
+                new = await self._client.backups.partial_backup(
+                    models.PartialBackupOptions(
+                        **common,
+                        homeassistant=request.homeassistant,
+                        addons=set(request.addons),
+                        folders={models.Folder(f) for f in request.folders},
+                    )
+                )
+        return new.job_id
+
+    async def wait_for_job(self, job_id: UUID, on_stage: Callable[[str], None] | None = None) -> JobOutcome:
+        """Follow a backup job until it ends; raise BackupJobFailed when it failed."""
+        deadline = time.monotonic() + self.job_timeout
+        unreachable_since: float | None = None
+        stage: str | None = None
+        while True:
+            try:
+                async with _translated("following the backup job"):
+                    info = await self._client.jobs.info()
+                unreachable_since = None
+            except SupervisorError as err:
+                if not isinstance(err.__cause__, SupervisorConnectionError | SupervisorTimeoutError):
+                    raise
+                # The Supervisor may restart during a long backup; give it time to return.
+                unreachable_since = unreachable_since or time.monotonic()
+                if time.monotonic() - unreachable_since > self.unreachable_grace:
+                    raise
+                _LOGGER.warning("%s", err)
+                info = None
+            if info is not None:
+                job = _find_job(info.jobs, job_id)
+                if job is None:
+                    raise BackupJobFailed(
+                        "The Supervisor no longer knows the backup job; it may have restarted. "
+                        "The backup will be tried again at the next run."
+                    )
+                if job.stage and job.stage != stage:
+                    stage = job.stage
+                    if on_stage is not None:
+                        on_stage(stage)
+                if job.done:
+                    return self._outcome(job)
+            if time.monotonic() > deadline:
+                raise BackupJobFailed(
+                    f"The backup job did not finish within {self.job_timeout / 3600:g} hours; "
+                    "check the Supervisor logs."
+                )
+            await asyncio.sleep(self.poll_interval)
+
+    @staticmethod
+    def _outcome(job: models.Job) -> JobOutcome:
+        if job.errors:
+            reasons = "; ".join(e.message for e in job.errors)
+            raise BackupJobFailed(f"The Supervisor could not make the backup: {reasons}")
+        if not job.reference:
+            raise BackupJobFailed("The backup job ended without creating a backup; see the Supervisor logs.")
+        return JobOutcome(slug=job.reference, warnings=_child_errors(job))
+
+    async def backup_info(self, slug: str) -> models.BackupComplete:
+        async with _translated(f"reading backup {slug}"):
+            return await self._client.backups.backup_info(slug)
+
+    async def download(self, slug: str, location: str | None = None) -> AsyncIterator[bytes]:
+        """Stream a backup archive; a stalled or cut-off stream raises SourceError."""
+        options = models.DownloadBackupOptions(location=location) if location else None
+        async with _translated(f"downloading backup {slug}"):
+            stream = await self._client.backups.download_backup(slug, options)
+        received = 0
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(self.stall_timeout):
+                        chunk = await anext(stream)
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:
+                    raise SourceError(
+                        f"The download of backup {slug} stalled: no data for {self.stall_timeout:g} s "
+                        f"after {received} bytes."
+                    ) from None
+                except LibSupervisorError as err:
+                    raise SourceError(
+                        f"The download of backup {slug} was cut off after {received} bytes: "
+                        f"{_describe(err, 'downloading')}"
+                    ) from err
+                received += len(chunk)
+                yield chunk
+        finally:
+            stream.close()

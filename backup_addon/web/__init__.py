@@ -1,0 +1,1 @@
+"""The ingress web server: status page, JSON API and the health check."""

@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(run_service())
     from .demo import run_demo
 
-    return asyncio.run(run_demo(args.dir, port=args.port, once=args.once))
+    code: int = asyncio.run(run_demo(args.dir, port=args.port, once=args.once))
+    return code
 
 
 if __name__ == "__main__":

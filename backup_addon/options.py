@@ -42,6 +42,8 @@ class LogLevel(StrEnum):
 
 LOCATION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,39}$")
 MOUNT_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+# Copies there would land inside the add-on's own backups, or in system folders.
+FORBIDDEN_ROOTS = frozenset({"data", "proc", "sys", "dev", "run", "etc", "usr", "bin", "sbin", "lib"})
 TIME_OF_DAY = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 
 
@@ -73,6 +75,10 @@ class FolderLocationOptions(_Strict):
             raise ValueError("must be an absolute path such as /share/backups or /media/usb")
         if ".." in path.parts:
             raise ValueError("must not contain '..'")
+        if path.parts[1:2] and path.parts[1] in FORBIDDEN_ROOTS:
+            raise ValueError(
+                f"must not be under /{path.parts[1]}; use a disk or share under /media or /share"
+            )
         return str(path)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -102,7 +103,7 @@ class BackupRunner:
         return BackupRequest(
             name=f"3-2-1 Backup {local_now:%Y-%m-%d %H:%M}",
             full=opts.backup_type is BackupType.FULL,
-            filename=f"backup_321_{stamp}.tar",
+            filename=f"backup_321_{stamp}_{secrets.token_hex(3)}.tar",
             locations=[LOCAL, *opts.supervisor_locations],
             homeassistant=opts.include_homeassistant,
             addons=list(opts.include_addons),

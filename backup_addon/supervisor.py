@@ -72,8 +72,8 @@ def _describe(err: LibSupervisorError, action: str) -> str:
             )
         case SupervisorForbiddenError():
             return (
-                f"The Supervisor denied the add-on access while {action} (403). "
-                "The add-on needs Supervisor API access with the 'backup' role; reinstall or update it."
+                f"The Supervisor denied the add-on access while {action} (403): it did not accept the "
+                "add-on's token or permissions. Restart the add-on; if that does not help, reinstall it."
             )
         case SupervisorBadRequestError() | SupervisorNotFoundError():
             return f"The Supervisor refused {action}: {detail or 'no reason given'}"
@@ -89,9 +89,12 @@ def _describe(err: LibSupervisorError, action: str) -> str:
 
 
 @asynccontextmanager
-async def _translated(action: str) -> AsyncIterator[None]:
+async def _translated(action: str, seconds: float | None = None) -> AsyncIterator[None]:
     try:
-        yield
+        async with asyncio.timeout(seconds):
+            yield
+    except TimeoutError as err:
+        raise SupervisorError(_describe(SupervisorTimeoutError(), action)) from err
     except LibSupervisorError as err:
         raise SupervisorError(_describe(err, action)) from err
 
@@ -128,6 +131,7 @@ class SupervisorGateway:
         job_timeout: float = 6 * 3600,
         stall_timeout: float = 120.0,
         unreachable_grace: float = 300.0,
+        request_timeout: float = 30.0,
     ) -> None:
         self.url = url
         self._client = aiohasupervisor.SupervisorClient(url, token)
@@ -135,6 +139,7 @@ class SupervisorGateway:
         self.job_timeout = job_timeout
         self.stall_timeout = stall_timeout
         self.unreachable_grace = unreachable_grace
+        self.request_timeout = request_timeout
 
     async def close(self) -> None:
         await self._client.close()
@@ -151,7 +156,7 @@ class SupervisorGateway:
             "extra": request.extra,
             "filename": PurePath(request.filename),
         }
-        async with _translated("starting the backup"):
+        async with _translated("starting the backup", self.request_timeout):
             if request.full:
                 new = await self._client.backups.full_backup(models.FullBackupOptions(**common))
             else:
@@ -172,7 +177,7 @@ class SupervisorGateway:
         stage: str | None = None
         while True:
             try:
-                async with _translated("following the backup job"):
+                async with _translated("following the backup job", self.request_timeout):
                     info = await self._client.jobs.info()
                 unreachable_since = None
             except SupervisorError as err:
@@ -214,13 +219,13 @@ class SupervisorGateway:
         return JobOutcome(slug=job.reference, warnings=_child_errors(job))
 
     async def backup_info(self, slug: str) -> models.BackupComplete:
-        async with _translated(f"reading backup {slug}"):
+        async with _translated(f"reading backup {slug}", self.request_timeout):
             return await self._client.backups.backup_info(slug)
 
     async def download(self, slug: str, location: str | None = None) -> AsyncIterator[bytes]:
         """Stream a backup archive; a stalled or cut-off stream raises SourceError."""
         options = models.DownloadBackupOptions(location=location) if location else None
-        async with _translated(f"downloading backup {slug}"):
+        async with _translated(f"downloading backup {slug}", self.request_timeout):
             stream = await self._client.backups.download_backup(slug, options)
         received = 0
         try:

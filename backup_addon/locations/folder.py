@@ -22,12 +22,12 @@ READ_CHUNK = 1 << 20
 
 
 def _check_key(key: str) -> PurePosixPath:
-    path = PurePosixPath(key)
-    if path.is_absolute() or not path.parts or any(p in ("", ".", "..") for p in path.parts):
+    parts = key.split("/")
+    if not key or any(p in ("", ".", "..") or "\x00" in p or "\\" in p for p in parts):
         raise ValueError(f"invalid object key {key!r}")
-    if any(part.startswith(".") for part in path.parts):
+    if any(part.startswith(".") for part in parts):
         raise ValueError(f"object key {key!r} must not have hidden parts")
-    return path
+    return PurePosixPath(key)
 
 
 class FolderLocation:

@@ -33,6 +33,7 @@ def test_folder_location_is_accepted():
         ({"locations": [{"name": "x", "kind": "folder", "path": "share"}]}, "locations.0.folder.path: must be an absolute path"),
         ({"locations": [{"name": "x", "kind": "folder", "path": "/share/../etc"}]}, "must not contain '..'"),
         ({"locations": [{"name": "", "kind": "folder", "path": "/share"}]}, "locations.0.folder.name: must be 1-40"),
+        ({"locations": [{"name": "x", "kind": "folder", "path": "/data/copies"}]}, "must not be under /data"),
         ({"locations": [{"kind": "folder", "path": "/share"}]}, "locations.0.folder.name: missing"),
         (
             {"locations": [{"name": "A", "kind": "folder", "path": "/a"}, {"name": "a", "kind": "folder", "path": "/b"}]},

@@ -1,0 +1,64 @@
+"""Fixtures for add-on tests: a simulated Supervisor served on loopback, and a runner factory."""
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from backup_addon.catalog import Catalog
+from backup_addon.locations import FolderLocation
+from backup_addon.options import parse_options
+from backup_addon.pipeline import BackupRunner
+from backup_addon.supervisor import SupervisorGateway
+from supervisor_sim import Faults, SimConfig, SupervisorSim
+
+TOKEN = "test-supervisor-token"
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@pytest.fixture
+def sim(tmp_path):
+    return SupervisorSim(
+        SimConfig(root=tmp_path / "supervisor", token=TOKEN, mounts=["NAS"], faults=Faults(stage_delay=0.01))
+    )
+
+
+@pytest.fixture
+async def sim_url(sim, aiohttp_server):
+    server = await aiohttp_server(sim.app)
+    return str(server.make_url("")).rstrip("/")
+
+
+@pytest.fixture
+async def make_runner(sim_url, tmp_path):
+    """Build a runner over folder locations; `local_file=False` hides /backup like a mount would."""
+    made = []
+
+    async def make(folders, *, options=None, local_file=True, token=TOKEN, stall_timeout=5.0, request_timeout=10.0):
+        gateway = SupervisorGateway(
+            sim_url, token, poll_interval=0.02, stall_timeout=stall_timeout, request_timeout=request_timeout
+        )
+        catalog = Catalog(tmp_path / "data" / "catalog.sqlite3")
+        locations = [FolderLocation(name, path) for name, path in folders.items()]
+        backup_dir = tmp_path / "supervisor" / "backup" if local_file else tmp_path / "no-backup-dir"
+        runner = BackupRunner(
+            gateway=gateway,
+            catalog=catalog,
+            locations=locations,
+            options=parse_options(options or {}),
+            backup_dir=backup_dir,
+        )
+        made.append(runner)
+        return runner
+
+    yield make
+    for runner in made:
+        await runner.gateway.close()
+        runner.catalog.close()

@@ -63,6 +63,7 @@ class Settings:
             token=token,
             data_dir=Path(os.environ.get("BACKUP_321_DATA_DIR", "/data")),
             backup_dir=Path(os.environ.get("BACKUP_321_BACKUP_DIR", "/backup")),
+            web_port=int(os.environ.get("BACKUP_321_WEB_PORT", "8099")),
         )
 
 

@@ -121,7 +121,17 @@ class Addon:
             await web.TCPSite(self._web, self.settings.web_host, self.settings.web_port).start()
             _LOGGER.info("Web interface listening on port %d", self.settings.web_port)
         if schedule:
-            self._scheduler = asyncio.create_task(self._schedule_loop(), name="scheduler")
+            self.start_scheduler()
+
+    def start_scheduler(self) -> None:
+        self._scheduler = asyncio.create_task(self._schedule_loop(), name="scheduler")
+
+    async def stop_scheduler(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._scheduler
+            self._scheduler = None
 
     async def stop(self) -> None:
         tasks = [t for t in (self._scheduler, *self._background) if t is not None]

@@ -9,6 +9,7 @@ from backup_addon.catalog import Catalog
 from backup_addon.locations import FolderLocation
 from backup_addon.options import parse_options
 from backup_addon.pipeline import BackupRunner
+from backup_addon.service import Addon, Settings
 from backup_addon.supervisor import SupervisorGateway
 from supervisor_sim import Faults, SimConfig, SupervisorSim
 
@@ -62,3 +63,21 @@ async def make_runner(sim_url, tmp_path):
     for runner in made:
         await runner.gateway.close()
         runner.catalog.close()
+
+
+@pytest.fixture
+async def addon(sim_url, tmp_path):
+    """The whole add-on (scheduler on, web server off) over one folder location."""
+    usb = tmp_path / "usb"
+    usb.mkdir()
+    settings = Settings(
+        supervisor_url=sim_url,
+        token=TOKEN,
+        data_dir=tmp_path / "data",
+        backup_dir=tmp_path / "supervisor" / "backup",
+        poll_interval=0.02,
+    )
+    instance = Addon(settings, parse_options({"locations": [{"name": "USB", "kind": "folder", "path": str(usb)}]}))
+    await instance.start(web_server=False)
+    yield instance
+    await instance.stop()

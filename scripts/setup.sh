@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(s6 execline)
+APT_PACKAGES=(s6 execline age)
 
 install_debian_packages() {
   local missing=()

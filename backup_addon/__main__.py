@@ -33,6 +33,25 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="make one backup, print a summary and exit: 0 only if every copy was written and matches",
     )
+    kit = commands.add_parser(
+        "kit",
+        help="print the emergency kit (the key, and how to restore without the add-on)",
+        description="Print the emergency kit. It is both instructions and an age identity file: "
+        "'age -d -i kit.txt COPY.tar.age > COPY.tar' opens the add-on's copies.",
+    )
+    kit.add_argument("--data", type=Path, default=Path("/data"), help="the add-on's data folder (default: /data)")
+    for name, verb in (("decrypt", "Decrypt"), ("encrypt", "Encrypt")):
+        tool = commands.add_parser(
+            name,
+            help=f"{verb.lower()} a file with the key of an emergency kit (streams; IN and OUT may be -)",
+            description=f"{verb} an age file with the key from an emergency kit, streaming, in constant memory. "
+            "OUT appears only when everything was processed and checked.",
+        )
+        tool.add_argument("source", metavar="IN", help="input file, or - for standard input")
+        tool.add_argument("out", metavar="OUT", help="output file, or - for standard output")
+        which = tool.add_mutually_exclusive_group(required=True)
+        which.add_argument("--kit", type=Path, help="the emergency kit (or any age identity file)")
+        which.add_argument("--key", help="the encryption key itself (XXXX-XXXX-...)")
     return parser
 
 
@@ -42,10 +61,28 @@ def main(argv: list[str] | None = None) -> int:
         from .service import run_service
 
         return asyncio.run(run_service())
+    if args.command in ("kit", "decrypt", "encrypt"):
+        return _tool(args)
     from .demo import run_demo
 
     code: int = asyncio.run(run_demo(args.dir, port=args.port, once=args.once))
     return code
+
+
+def _tool(args: argparse.Namespace) -> int:
+    from . import tools
+
+    try:
+        if args.command == "kit":
+            sys.stdout.write(tools.print_kit(args.data))
+        elif args.command == "decrypt":
+            asyncio.run(tools.decrypt_file(args.source, args.out, kit=args.kit, key=args.key))
+        else:
+            asyncio.run(tools.encrypt_file(args.source, args.out, kit=args.kit, key=args.key))
+    except tools.ToolError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

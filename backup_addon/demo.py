@@ -16,6 +16,8 @@ from pathlib import Path
 
 from aiohttp import web
 
+from .crypto.age import decrypt_file_blocks
+from .crypto.kit import KIT_FILENAME
 from .options import load_options
 from .pipeline import RunResult
 from .service import Addon, Settings, configure_logging
@@ -29,6 +31,17 @@ def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _plain_sha256(path: Path, addon: Addon) -> str:
+    """The sha256 of a copy's content: decrypted with the add-on's keys when it is enveloped."""
+    if path.suffix != ".age":
+        return _sha256(path)
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in decrypt_file_blocks(handle, addon.keys.identities()):
             digest.update(block)
     return digest.hexdigest()
 
@@ -64,12 +77,18 @@ def _summary(result: RunResult, archive: Path | None, locations_dir: Path, addon
         location = next(loc for loc in addon.locations if loc.name == copy.location)
         root = getattr(location, "root", locations_dir)
         stored = root / copy.key if copy.key else None
-        if copy.ok and stored is not None and stored.is_file() and _sha256(stored) == expected:
-            print(f"  {copy.location:<12} ok, sha256 matches: {stored}")
+        if copy.ok and stored is not None and stored.is_file() and _plain_sha256(stored, addon) == expected:
+            sealed = " (encrypted; opened with the kit)" if stored.suffix == ".age" else ""
+            print(f"  {copy.location:<12} ok, sha256 matches{sealed}: {stored}")
         else:
             print(f"  {copy.location:<12} FAILED: {copy.error or 'the copy does not match the archive'}")
             all_good = False
     return all_good
+
+
+def _save_kit(path: Path, text: str) -> None:
+    path.write_text(text, encoding="utf-8")
+    path.chmod(0o600)
 
 
 def _prepare(directory: Path) -> tuple[Path, Path, Path, Path]:
@@ -119,8 +138,13 @@ async def run_demo(directory: Path, *, port: int = 8099, once: bool = False) -> 
             archive = sim_root / "backup" / "missing"
             if result.slug is not None and result.slug in sim.backups:
                 archive = sim.archive_path(result.slug)
-            return 0 if _summary(result, archive, locations_dir, addon) else 1
+            kit_file = directory / KIT_FILENAME
+            _save_kit(kit_file, addon.kit())
+            ok = _summary(result, archive, locations_dir, addon)
+            print(f"Emergency kit: {kit_file}  (try: age -d -i {kit_file} COPY.tar.age > COPY.tar)")
+            return 0 if ok else 1
         await addon.start()
+        _save_kit(directory / KIT_FILENAME, addon.kit())
         print(f"Demo running. Open http://127.0.0.1:{port} ; files are in {directory}. Press Ctrl+C to stop.")
         addon.start_background_run("demo")
         stop = asyncio.Event()

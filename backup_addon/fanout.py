@@ -106,12 +106,11 @@ async def fan_out(
     writers: dict[str, Writer],
     *,
     depth: int = QUEUE_DEPTH,
-    expected_size: int | None = None,
 ) -> FanoutResult:
     """Read `source` once, hash it, and feed every writer; never raises for a writer's failure.
 
-    If the source fails (or ends at a size other than `expected_size`), every writer is
-    aborted so no location commits a partial copy, and SourceError is raised.
+    If the source fails, every writer is aborted so no location commits a partial copy, and
+    SourceError is raised.
     """
     sinks = [_Sink(name, writer, depth) for name, writer in writers.items()]
     digest = hashlib.sha256()
@@ -123,11 +122,6 @@ async def fan_out(
             for sink in sinks:
                 if not sink.failed:
                     await sink.queue.put(chunk)
-        if expected_size is not None and size != expected_size:
-            raise SourceError(
-                f"The backup archive ended after {size} bytes, but the Supervisor reported "
-                f"{expected_size} bytes; it is incomplete."
-            )
     except BaseException as err:
         abort = _Abort(err if isinstance(err, SourceError) else SourceError(f"Reading the backup failed: {err}"))
         for sink in sinks:

@@ -44,6 +44,8 @@ LOCATION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,39}$")
 MOUNT_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 # Copies there would land inside the add-on's own backups, or in system folders.
 FORBIDDEN_ROOTS = frozenset({"data", "proc", "sys", "dev", "run", "etc", "usr", "bin", "sbin", "lib"})
+KEY_PATTERN = re.compile(r"^([A-Z0-9]{4}-){6}[A-Z0-9]{4}$")
+AGE_RECIPIENT = re.compile(r"^age1[02-9ac-hj-np-z]{58}$")
 TIME_OF_DAY = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 
 
@@ -57,6 +59,7 @@ class FolderLocationOptions(_Strict):
     name: str
     kind: Literal["folder"]
     path: str
+    envelope: bool = True
 
     @field_validator("name")
     @classmethod
@@ -96,7 +99,35 @@ class AddonOptions(_Strict):
     exclude_database: bool = False
     supervisor_locations: list[str] = []
     locations: list[LocationOptions] = []
+    encryption_key: str | None = None
+    age_recipients: list[str] = []
     log_level: LogLevel = LogLevel.INFO
+
+    @field_validator("encryption_key")
+    @classmethod
+    def _key(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not KEY_PATTERN.match(value.strip()):
+            raise ValueError(
+                "must look like Home Assistant's backup encryption key: 7 groups of 4 capital letters "
+                "or digits separated by '-' (e.g. ABCD-EFGH-IJKL-MNOP-QRST-UVWX-YZ12); leave it empty "
+                "to let the add-on make one"
+            )
+        return value.strip()
+
+    @field_validator("age_recipients")
+    @classmethod
+    def _recipients(cls, value: list[str]) -> list[str]:
+        for recipient in value:
+            if not AGE_RECIPIENT.match(recipient):
+                raise ValueError(
+                    f"{recipient[:12]!r}... is not an age public key; it starts with 'age1' and is "
+                    "62 characters long (make one with age-keygen)"
+                )
+        if len(set(value)) != len(value):
+            raise ValueError("lists a public key twice")
+        return value
 
     @field_validator("backup_time")
     @classmethod

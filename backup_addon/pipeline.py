@@ -18,8 +18,8 @@ from aiohasupervisor import models
 
 from . import __version__
 from .catalog import Catalog, CopyState, RunState
-from .errors import AddonError, LocationError, LocationFull
-from .fanout import CHUNK_SIZE, Writer, fan_out, rechunk
+from .errors import AddonError, LocationError, LocationFull, SourceError
+from .fanout import CHUNK_SIZE, FanoutResult, SinkResult, Writer, fan_out, rechunk
 from .locations import Location, StoredObject
 from .options import AddonOptions, BackupType
 from .supervisor import LOCAL, BackupRequest, SupervisorGateway
@@ -29,10 +29,19 @@ _LOGGER = logging.getLogger(__name__)
 CREATED_BY = "backup_321"
 KEY_PREFIX = "backup_321"
 
-# ENVELOPE STAGE: the encryption envelope plugs in here. It receives the archive's plaintext
-# chunks and returns the chunks to store (and the suffix of the stored object's name). Until
-# it exists, copies are the Supervisor's archive as it is.
+ENVELOPE_SUFFIX = ".age"
+SEALED = "\0sealed"  # the fan-out branch that encrypts once for every enveloped location
+
 type Envelope = Callable[[AsyncIterator[bytes]], AsyncIterator[bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class Encryption:
+    """How backups are protected: the Supervisor password and the age envelope of copies."""
+
+    password: str
+    key_id: str
+    envelope: Envelope
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +87,7 @@ class BackupRunner:
         locations: list[Location],
         options: AddonOptions,
         backup_dir: Path,
-        envelope: Envelope | None = None,
-        envelope_suffix: str = "",
+        encryption: Encryption | None = None,
         chunk_size: int = CHUNK_SIZE,
     ) -> None:
         self.gateway = gateway
@@ -87,8 +95,8 @@ class BackupRunner:
         self.locations = locations
         self.options = options
         self.backup_dir = backup_dir
-        self.envelope = envelope
-        self.envelope_suffix = envelope_suffix
+        self.encryption = encryption
+        self.plain_locations = frozenset(loc.name for loc in options.locations if not loc.envelope)
         self.chunk_size = chunk_size
         self._lock = asyncio.Lock()
 
@@ -109,6 +117,7 @@ class BackupRunner:
             addons=list(opts.include_addons),
             folders=[str(f) for f in opts.include_folders],
             exclude_database=opts.exclude_database,
+            password=self.encryption.password if self.encryption else None,
             extra={"created_by": CREATED_BY, "addon_version": __version__},
         )
 
@@ -166,7 +175,12 @@ class BackupRunner:
             type=str(info.type),
             created_at=info.date,
             size_bytes=self._size(info),
-            details={"locations": sorted(info.location_attributes), "warnings": outcome.warnings},
+            details={
+                "locations": sorted(info.location_attributes),
+                "warnings": outcome.warnings,
+                "protected": any(a.protected for a in info.location_attributes.values()),
+                "key_id": self.encryption.key_id if self.encryption else None,
+            },
         )
         copies = self._supervisor_copies(slug, request.locations, info.location_attributes, outcome.warnings)
 
@@ -224,48 +238,72 @@ class BackupRunner:
             return _read_file(local_file, self.chunk_size)
         return rechunk(self.gateway.download(slug), self.chunk_size)
 
+    def _sealed(self, location: Location) -> bool:
+        return self.encryption is not None and location.name not in self.plain_locations
+
     async def _stream_copies(
         self, slug: str, created: datetime, expected_size: int | None, filename: str
     ) -> tuple[list[CopyResult], str | None, int | None]:
-        key = object_key(self.catalog.instance_id(), created, slug, ".tar" + self.envelope_suffix)
-        writers: dict[str, Writer] = {}
+        """Read the archive once; write it plain or enveloped to every location."""
+        base_key = object_key(self.catalog.instance_id(), created, slug)
+        keys = {loc.name: base_key + (ENVELOPE_SUFFIX if self._sealed(loc) else "") for loc in self.locations}
+        kinds = {loc.name: loc.kind for loc in self.locations}
         results: dict[str, CopyResult] = {}
+        plain: dict[str, Writer] = {}
+        sealed: dict[str, Writer] = {}
         for location in self.locations:
-            self.catalog.copy_started(slug, location.name, location.kind, key)
+            name = location.name
+            self.catalog.copy_started(slug, name, location.kind, keys[name])
             problem = await self._preflight(location, expected_size)
             if problem is not None:
-                self.catalog.copy_failed(slug, location.name, problem)
-                results[location.name] = CopyResult(location.name, location.kind, False, key, error=problem)
+                self._copy_failed(results, slug, name, kinds[name], keys[name], problem)
                 continue
-            writers[location.name] = _writer(location, key)
-        if not writers:
-            return [results[loc.name] for loc in self.locations], None, None
+            (sealed if self._sealed(location) else plain)[name] = _writer(location, keys[name])
 
-        source = self._source(slug, filename)
-        if self.envelope is not None:
-            source = self.envelope(source)
-        try:
-            outcome = await fan_out(source, writers, expected_size=None if self.envelope else expected_size)
-        except AddonError as err:
-            for name in writers:
-                self.catalog.copy_failed(slug, name, str(err))
-                kind = next(loc.kind for loc in self.locations if loc.name == name)
-                results[name] = CopyResult(name, kind, False, key, error=str(err))
-            return [results[loc.name] for loc in self.locations], None, None
+        writers = dict(plain)
+        if sealed:
+            assert self.encryption is not None
+            envelope = self.encryption.envelope
 
-        if self.envelope is None:
+            async def seal(chunks: AsyncIterator[bytes]) -> FanoutResult:
+                return await fan_out(envelope(chunks), sealed)
+
+            writers[SEALED] = seal
+
+        if writers:
+            source = _measured(self._source(slug, filename), expected_size)
+            try:
+                outcome = await fan_out(source, writers)
+            except AddonError as err:
+                for name in writers.keys() - {SEALED} | sealed.keys():
+                    self._copy_failed(results, slug, name, kinds[name], keys[name], str(err))
+                return [results[loc.name] for loc in self.locations], None, None
             self.catalog.set_backup_hash(slug, outcome.size, outcome.sha256)
-        for name, sink in outcome.sinks.items():
-            kind = next(loc.kind for loc in self.locations if loc.name == name)
-            if sink.ok and isinstance(sink.value, StoredObject) and sink.value.size == outcome.size:
-                self.catalog.copy_committed(slug, name, sink.value.size, outcome.sha256)
-                results[name] = CopyResult(name, kind, True, key, size=sink.value.size)
-            else:
-                error = _error_text(sink.error) if sink.error else "the stored size does not match"
-                self.catalog.copy_failed(slug, name, error)
-                results[name] = CopyResult(name, kind, False, key, error=error)
-                _LOGGER.error("Copy of %s to %s failed: %s", slug, name, error)
-        return [results[loc.name] for loc in self.locations], outcome.sha256, outcome.size
+
+            stored: dict[str, tuple[SinkResult, str]] = {n: (outcome.sinks[n], outcome.sha256) for n in plain}
+            if sealed:
+                branch = outcome.sinks[SEALED]
+                for name in sealed:
+                    if branch.ok and isinstance(branch.value, FanoutResult):
+                        stored[name] = (branch.value.sinks[name], branch.value.sha256)
+                    else:
+                        stored[name] = (SinkResult(name, error=branch.error), "")
+            for name, (sink, sha256) in stored.items():
+                if sink.ok and isinstance(sink.value, StoredObject):
+                    self.catalog.copy_committed(slug, name, sink.value.size, sha256)
+                    results[name] = CopyResult(name, kinds[name], True, keys[name], size=sink.value.size)
+                else:
+                    error = _error_text(sink.error) if sink.error else "the location stored nothing"
+                    self._copy_failed(results, slug, name, kinds[name], keys[name], error)
+            return [results[loc.name] for loc in self.locations], outcome.sha256, outcome.size
+        return [results[loc.name] for loc in self.locations], None, None
+
+    def _copy_failed(
+        self, results: dict[str, CopyResult], slug: str, name: str, kind: str, key: str, error: str
+    ) -> None:
+        self.catalog.copy_failed(slug, name, error)
+        results[name] = CopyResult(name, kind, False, key, error=error)
+        _LOGGER.error("Copy of %s to %s failed: %s", slug, name, error)
 
     @staticmethod
     async def _preflight(location: Location, expected_size: int | None) -> str | None:
@@ -296,6 +334,19 @@ def _writer(location: Location, key: str) -> Writer:
         return await location.put(key, chunks)
 
     return write
+
+
+async def _measured(source: AsyncIterator[bytes], expected_size: int | None) -> AsyncIterator[bytes]:
+    """Pass the archive through and fail if it ends short of the size the Supervisor reported."""
+    size = 0
+    async for chunk in source:
+        size += len(chunk)
+        yield chunk
+    if expected_size is not None and size != expected_size:
+        raise SourceError(
+            f"The backup archive ended after {size} bytes, but the Supervisor reported "
+            f"{expected_size} bytes; it is incomplete."
+        )
 
 
 async def _read_file(path: Path, chunk_size: int) -> AsyncIterator[bytes]:

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import Collection
+from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,10 +15,13 @@ from pathlib import Path
 from aiohttp import web
 
 from .catalog import Catalog
+from .crypto.age import Recipient, encrypt_stream
+from .crypto.keys import KeyStore
+from .crypto.kit import render_kit
 from .errors import InvalidOptions
 from .locations import Location, build_location
 from .options import AddonOptions, LogLevel, load_options
-from .pipeline import BackupRunner, RunResult
+from .pipeline import BackupRunner, Encryption, RunResult
 from .schedule import due_slot, next_slot
 from .supervisor import SupervisorGateway
 from .web.app import SUPERVISOR_ADDRESS, create_app
@@ -87,6 +90,7 @@ class Addon:
         self.gateway = SupervisorGateway(
             settings.supervisor_url, settings.token, poll_interval=settings.poll_interval
         )
+        self.keys = KeyStore.open(settings.data_dir, options.encryption_key)
         self.locations: list[Location] = [build_location(loc) for loc in options.locations]
         self.runner = BackupRunner(
             gateway=self.gateway,
@@ -94,11 +98,23 @@ class Addon:
             locations=self.locations,
             options=options,
             backup_dir=settings.backup_dir,
+            encryption=self._encryption(),
         )
         self.next_backup: datetime | None = None
         self._background: set[asyncio.Task[RunResult]] = set()
         self._scheduler: asyncio.Task[None] | None = None
         self._web: web.AppRunner | None = None
+
+    def _encryption(self) -> Encryption:
+        recipients = [self.keys.recipient(), *(Recipient.parse(r) for r in self.options.age_recipients)]
+
+        def envelope(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+            return encrypt_stream(chunks, recipients)
+
+        return Encryption(password=self.keys.current, key_id=self.keys.current_id, envelope=envelope)
+
+    def kit(self) -> str:
+        return render_kit(self.keys, instance=self.catalog.instance_id(), now=datetime.now(UTC).astimezone())
 
     def alive(self) -> bool:
         return self._scheduler is not None and not self._scheduler.done()
@@ -194,6 +210,11 @@ async def run_service(settings: Settings | None = None) -> int:
     _LOGGER.info(
         "3-2-1 Backup started: daily backup at %s, %d folder location(s)", options.backup_time, len(addon.locations)
     )
+    if not addon.keys.kit_confirmed:
+        _LOGGER.warning(
+            "Save the emergency kit (open the add-on's page, or run 'python3 -m backup_addon kit' in the "
+            "add-on's container): without the key your backups cannot be restored."
+        )
     try:
         await stop.wait()
     finally:

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from ..crypto.kit import KIT_FILENAME
+
 if TYPE_CHECKING:
     from ..service import Addon
 
@@ -72,6 +74,8 @@ async def status(request: web.Request) -> web.Response:
     return _json(
         {
             "running": addon.runner.running,
+            "kit_confirmed": addon.keys.kit_confirmed,
+            "key_id": addon.keys.current_id,
             "next_backup": addon.next_backup.isoformat() if addon.next_backup else None,
             "locations": [
                 {"name": loc.name, "kind": loc.kind, "offsite": loc.offsite} for loc in addon.runner.locations
@@ -94,6 +98,23 @@ async def backup_now(request: web.Request) -> web.Response:
     return _json({"started": True}, status=202)
 
 
+async def kit(request: web.Request) -> web.Response:
+    addon = request.app[ADDON_KEY]
+    return web.Response(
+        text=addon.kit(),
+        content_type="text/plain",
+        headers={
+            "Content-Disposition": f'attachment; filename="{KIT_FILENAME}"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+async def confirm_kit(request: web.Request) -> web.Response:
+    request.app[ADDON_KEY].keys.confirm_kit()
+    return _json({"kit_confirmed": True})
+
+
 async def index(request: web.Request) -> web.Response:
     page = resources.files(__package__).joinpath("static/index.html").read_text(encoding="utf-8")
     return web.Response(text=page, content_type="text/html")
@@ -107,4 +128,6 @@ def create_app(addon: Addon, allowed_clients: Collection[str]) -> web.Applicatio
     app.router.add_get("/health", health)
     app.router.add_get("/api/status", status)
     app.router.add_post("/api/backup", backup_now)
+    app.router.add_get("/api/kit", kit)
+    app.router.add_post("/api/kit/confirm", confirm_kit)
     return app

@@ -1,9 +1,13 @@
 """The README's demo command does what it promises."""
 
 import json
+import re
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
+
+from securetar import SecureTarArchive
 
 from .conftest import sha256_file
 
@@ -20,10 +24,21 @@ def test_demo_once_writes_two_matching_copies_and_exits_zero(tmp_path):
     archives = list((demo / "supervisor" / "backup").glob("*.tar"))
     assert len(archives) == 1
     expected = sha256_file(archives[0])
-    for folder in ("usb-disk", "nas-share"):
-        (copy,) = list((demo / "locations" / folder).rglob("*.tar"))
-        assert sha256_file(copy) == expected
     assert expected in result.stdout
+    kit = demo / "backup_321_emergency_kit.txt"
+    key = re.search(r"#\s+([A-Z0-9]{4}(?:-[A-Z0-9]{4}){6})\s*$", kit.read_text(), re.MULTILINE).group(1)
+    for folder in ("usb-disk", "nas-share"):
+        (copy,) = list((demo / "locations" / folder).rglob("*.tar.age"))
+        opened = tmp_path / f"{folder}.tar"
+        subprocess.run(["age", "-d", "-i", str(kit), "-o", str(opened), str(copy)], check=True, timeout=60)
+        assert sha256_file(opened) == expected
+        with tarfile.open(opened) as outer:
+            assert json.load(outer.extractfile("./backup.json"))["protected"] is True
+        with SecureTarArchive(opened, "r", password=key) as secure:
+            for member in secure.tar.getmembers():
+                if member.name.endswith(".tar.gz"):
+                    with secure.extract_tar(member) as inner:
+                        assert inner.read(2) == b"\x1f\x8b"
 
 
 def test_demo_once_exits_non_zero_when_a_copy_fails(tmp_path):

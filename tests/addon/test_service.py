@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 
 from backup_addon.catalog import Catalog
+from backup_addon.crypto.age import decrypt_file
+from backup_addon.crypto.keys import KeyStore
 
 from .conftest import sha256_file
 
@@ -151,6 +153,9 @@ def test_kill_during_streaming_then_restart_recovers(simulator, tmp_path):
     assert "interrupted" in first_error
     assert "was interrupted when the add-on stopped" in out
     assert list(usb.rglob(".*partial-*")) == []
-    (copy,) = list(usb.rglob("*.tar"))
+    (copy,) = list(usb.rglob("*.tar.age"))
+    opened = tmp_path / "opened.tar"
+    with copy.open("rb") as src, opened.open("wb") as dst:
+        decrypt_file(src, dst, KeyStore.open(data).identities())
     archives = list((tmp_path / "supervisor" / "backup").glob("*.tar"))
-    assert sha256_file(copy) in {sha256_file(a) for a in archives}
+    assert sha256_file(opened) in {sha256_file(a) for a in archives}

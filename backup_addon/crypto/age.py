@@ -105,17 +105,20 @@ class AgeHeaderError(AgeError):
 class AgeHeaderMacError(AgeHeaderError):
     """The header parsed and a file key was unwrapped, but the header MAC does not match."""
 
-    def __init__(self) -> None:
-        super().__init__("the file's header failed authentication: it was modified or damaged")
+    def __init__(
+        self, message: str = "the file's header failed authentication: it was modified or damaged"
+    ) -> None:
+        super().__init__(message)
 
 
 class NoMatchingIdentity(AgeError):
     """None of the given identities can open any recipient stanza of the file."""
 
-    def __init__(self) -> None:
-        super().__init__(
-            "this backup was encrypted for a different key; use the emergency kit that belongs to it"
-        )
+    def __init__(
+        self,
+        message: str = "this backup was encrypted for a different key; use the emergency kit that belongs to it",
+    ) -> None:
+        super().__init__(message)
 
 
 class AgePayloadError(AgeError):
@@ -129,6 +132,9 @@ class AgePayloadError(AgeError):
         super().__init__(f"the file is damaged or incomplete after {offset} bytes: {reason}")
         self.offset = offset
         self.reason = reason
+
+    def __reduce__(self) -> tuple[type[AgePayloadError], tuple[int, str]]:
+        return type(self), (self.offset, self.reason)
 
 
 # --- small primitives -------------------------------------------------------------------
@@ -443,6 +449,8 @@ def _unwrap_file_key(stanzas: Sequence[Stanza], identities: Sequence[Identity]) 
             file_key = identity.unwrap(stanza)
             if file_key is not None:
                 return file_key
+    if stanzas[0].type == "scrypt":
+        raise NoMatchingIdentity("this file was encrypted with a passphrase (age -p), not with a key")
     raise NoMatchingIdentity()
 
 
@@ -598,33 +606,33 @@ class _Decryptor:
         return view[need:]
 
     def _take_header(self, view: memoryview) -> memoryview:
-        """Collect the header; once complete, parse and authenticate it, return the rest."""
+        """Collect the header; once complete, parse and authenticate it, return the rest.
+
+        At most MAX_HEADER_SIZE bytes are ever copied; the rest is a view of `view`.
+        """
         header = self._header
-        header += view
+        before = len(header)
+        header += view[: MAX_HEADER_SIZE - before]
         _check_intro(header, complete=False)
         if self._footer < 0:
             self._footer = header.find(b"\n---", max(self._scanned - 3, 0))
-            self._scanned = len(header)
-            if self._footer < 0:
-                if len(header) > MAX_HEADER_SIZE:
-                    raise AgeHeaderError("malformed header: longer than 1 MiB")
-                return view[len(view) :]
-            self._scanned = self._footer + 1
-        end = header.find(b"\n", self._scanned)
+            self._scanned = len(header) if self._footer < 0 else self._footer + 1
+        end = header.find(b"\n", self._scanned) if self._footer >= 0 else -1
         if end < 0:
-            self._scanned = len(header)
-            if len(header) - self._footer > 2 * _COLUMNS:
+            if len(header) >= MAX_HEADER_SIZE:
+                raise AgeHeaderError("malformed header: longer than 1 MiB")
+            if self._footer >= 0 and len(header) - self._footer > 2 * _COLUMNS:
                 raise AgeHeaderError("malformed header: bad MAC line")
+            self._scanned = len(header)
             return view[len(view) :]
         complete = bytes(header[: end + 1])
-        rest = memoryview(bytes(header[end + 1 :]))
         self._header = bytearray()
         stanzas, mac = _parse_header(complete)
         file_key = _unwrap_file_key(stanzas, self._identities)
         if not hmac.compare_digest(_header_mac(file_key, complete[: self._footer + 4]), mac):
             raise AgeHeaderMacError()
         self._file_key = file_key
-        return rest
+        return view[end + 1 - before :]
 
     # payload
 

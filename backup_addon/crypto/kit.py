@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from .age import Identity
+from .age import Identity, parse_identity_file
 from .keys import KeyStore, identity_for
 
 KIT_FILENAME = "backup_321_emergency_kit.txt"
@@ -66,12 +66,7 @@ def render_kit(store: KeyStore, *, instance: str, now: datetime) -> str:
 
 def identities_from_kit(text: str) -> list[Identity]:
     """The identities in a kit (or any age identity file)."""
-    found = []
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        found.append(Identity.parse(line))
+    found = parse_identity_file(text)
     if not found:
         raise ValueError("this file holds no key: use the emergency kit of 3-2-1 Backup or an age identity file")
     return found

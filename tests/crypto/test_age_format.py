@@ -2,6 +2,7 @@
 rules for final chunks, and every header malformation the spec says to reject."""
 
 import hashlib
+import pickle
 import re
 
 import pytest
@@ -477,3 +478,20 @@ def test_errors_never_include_key_material():
             decrypt_bytes(bad, [identity])
         assert secret not in str(info.value)
         assert identity.private_bytes().hex() not in str(info.value)
+
+
+def test_passphrase_files_are_explained():
+    data = with_mac(stanza_lines("scrypt", [b64(bytes(16)), "18"], bytes(32)))
+    with pytest.raises(NoMatchingIdentity, match=r"passphrase \(age -p\)"):
+        decrypt_bytes(data, [IDENTITY])
+
+
+@pytest.mark.parametrize(
+    "error",
+    [AgePayloadError(65536, "a chunk failed authentication"), NoMatchingIdentity(), AgeHeaderMacError()],
+)
+def test_errors_survive_pickling(error):
+    again = pickle.loads(pickle.dumps(error))
+    assert type(again) is type(error)
+    assert str(again) == str(error)
+    assert isinstance(again, ValueError)

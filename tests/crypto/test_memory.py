@@ -42,3 +42,27 @@ async def test_256_mib_round_trip_in_bounded_memory():
     assert total == TOTAL
     assert received.digest() == sent.digest()
     assert peak < LIMIT, f"peak traced memory {peak / 2**20:.1f} MiB"
+
+
+async def test_one_huge_input_piece_is_processed_in_place():
+    identity = Identity.generate()
+    plaintext = os.urandom(64 << 20)
+    encrypted = b"".join([b async for b in encrypt_stream(one_piece(plaintext), [identity.recipient()])])
+    expected = hashlib.sha256(plaintext).digest()
+
+    tracemalloc.start()
+    try:
+        received = hashlib.sha256()
+        async for block in decrypt_stream(one_piece(encrypted), [identity]):
+            received.update(block)
+        async for _ in encrypt_stream(one_piece(plaintext), [identity.recipient()]):
+            pass
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert received.digest() == expected
+    assert peak < 8 << 20, f"peak traced memory {peak / 2**20:.1f} MiB"
+
+
+async def one_piece(data: bytes):
+    yield data

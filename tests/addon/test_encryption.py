@@ -10,10 +10,10 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from backup_addon.crypto.age import Recipient, encrypt_stream
 from securetar import SecureTarArchive
 
 from backup_addon.catalog import RunState
+from backup_addon.crypto.age import Recipient, encrypt_stream
 from backup_addon.crypto.keys import KEY_PATTERN, InvalidKey, KeyStore, check_key, generate_key, identity_for
 from backup_addon.crypto.kit import identities_from_kit
 from backup_addon.options import parse_options

@@ -45,3 +45,11 @@ class LocationFull(LocationError):
 
 class LocationReadOnly(LocationError):
     """The location cannot be written."""
+
+
+class LocationAuthFailed(LocationError):
+    """The location refused the credentials; retrying cannot help."""
+
+
+class LocationTimeout(LocationUnreachable):
+    """The location did not answer in time."""

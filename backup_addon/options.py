@@ -11,11 +11,12 @@ import json
 import re
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import InvalidOptions
+from .locations.folder import FolderLocationOptions
 
 
 class BackupType(StrEnum):
@@ -40,10 +41,7 @@ class LogLevel(StrEnum):
     FATAL = "fatal"
 
 
-LOCATION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,39}$")
 MOUNT_NAME = re.compile(r"^[A-Za-z0-9_]+$")
-# Copies there would land inside the add-on's own backups, or in system folders.
-FORBIDDEN_ROOTS = frozenset({"data", "proc", "sys", "dev", "run", "etc", "usr", "bin", "sbin", "lib"})
 KEY_PATTERN = re.compile(r"^([A-Z0-9]{4}-){6}[A-Z0-9]{4}$")
 AGE_RECIPIENT = re.compile(r"^age1[02-9ac-hj-np-z]{58}$")
 TIME_OF_DAY = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
@@ -51,38 +49,6 @@ TIME_OF_DAY = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class FolderLocationOptions(_Strict):
-    """A folder the add-on writes copies into, e.g. /share/nas or /media/usb."""
-
-    name: str
-    kind: Literal["folder"]
-    path: str
-    envelope: bool = True
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not LOCATION_NAME.match(value):
-            raise ValueError(
-                "must be 1-40 letters, digits, spaces, '.', '_' or '-', starting with a letter or digit"
-            )
-        return value
-
-    @field_validator("path")
-    @classmethod
-    def _path(cls, value: str) -> str:
-        path = Path(value)
-        if not path.is_absolute():
-            raise ValueError("must be an absolute path such as /share/backups or /media/usb")
-        if ".." in path.parts:
-            raise ValueError("must not contain '..'")
-        if path.parts[1:2] and path.parts[1] in FORBIDDEN_ROOTS:
-            raise ValueError(
-                f"must not be under /{path.parts[1]}; use a disk or share under /media or /share"
-            )
-        return str(path)
 
 
 LocationOptions = Annotated[FolderLocationOptions, Field(discriminator="kind")]

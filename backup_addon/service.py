@@ -19,7 +19,8 @@ from .crypto.age import Recipient, encrypt_stream
 from .crypto.keys import KeyStore
 from .crypto.kit import render_kit
 from .errors import InvalidOptions
-from .locations import Location, build_location
+from .locations import Location
+from .locations.registry import build_location
 from .options import AddonOptions, LogLevel, load_options
 from .pipeline import BackupRunner, Encryption, RunResult
 from .schedule import due_slot, next_slot

@@ -5,7 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(s6 execline age)
+# s6/execline: the s6 service test; age: interoperability; the rest: real servers for the
+# location tests (OpenSSH for SFTP, Samba for SMB, Apache and nginx for WebDAV).
+APT_PACKAGES=(s6 execline age openssh-server openssh-client samba smbclient apache2 apache2-utils nginx
+  libnginx-mod-http-dav-ext)
 
 install_debian_packages() {
   local missing=()

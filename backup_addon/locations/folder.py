@@ -12,12 +12,36 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import BinaryIO, Literal
+
+from pydantic import field_validator
 
 from ..errors import LocationError, LocationFull, LocationReadOnly, LocationUnreachable
 from .base import StoredObject, Usage
+from .options_base import LocationOptionsBase
 
 PARTIAL_MARK = ".partial-"
+# Copies there would land inside the add-on's own backups, or in system folders.
+FORBIDDEN_ROOTS = frozenset({"data", "proc", "sys", "dev", "run", "etc", "usr", "bin", "sbin", "lib"})
+
+
+class FolderLocationOptions(LocationOptionsBase):
+    """A folder the add-on writes copies into, e.g. /share/nas or /media/usb."""
+
+    kind: Literal["folder"]
+    path: str
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        path = Path(value)
+        if not path.is_absolute():
+            raise ValueError("must be an absolute path such as /share/backups or /media/usb")
+        if ".." in path.parts:
+            raise ValueError("must not contain '..'")
+        if path.parts[1:2] and path.parts[1] in FORBIDDEN_ROOTS:
+            raise ValueError(f"must not be under /{path.parts[1]}; use a disk or share under /media or /share")
+        return str(path)
 READ_CHUNK = 1 << 20
 
 

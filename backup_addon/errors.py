@@ -19,6 +19,14 @@ class SupervisorError(AddonError):
     """The Supervisor refused a request or could not be reached."""
 
 
+class MountUnavailable(SupervisorError):
+    """A Supervisor network storage named as a backup location is unknown or down."""
+
+    def __init__(self, mount: str, message: str) -> None:
+        super().__init__(message)
+        self.mount = mount
+
+
 class BackupJobFailed(SupervisorError):
     """The Supervisor's backup job ended with errors."""
 

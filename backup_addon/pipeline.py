@@ -10,7 +10,7 @@ import asyncio
 import logging
 import secrets
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,7 +18,7 @@ from aiohasupervisor import models
 
 from . import __version__
 from .catalog import Catalog, CopyState, RunState
-from .errors import AddonError, LocationError, LocationFull, SourceError
+from .errors import AddonError, LocationError, LocationFull, MountUnavailable, SourceError
 from .fanout import CHUNK_SIZE, FanoutResult, SinkResult, Writer, fan_out, rechunk
 from .locations import Location, StoredObject
 from .options import AddonOptions, BackupType
@@ -156,7 +156,16 @@ class BackupRunner:
         request = self._request(now)
 
         self.catalog.set_stage(run_id, "requesting")
-        job_id = await self.gateway.start_backup(request)
+        unavailable: dict[str, str] = {}
+        while True:
+            try:
+                job_id = await self.gateway.start_backup(request)
+                break
+            except MountUnavailable as err:
+                # One network storage being down must not cost the backup everywhere else.
+                _LOGGER.error("%s", err)
+                unavailable[err.mount] = str(err)
+                request = replace(request, locations=[loc for loc in request.locations if loc != err.mount])
         self.catalog.set_stage(run_id, "supervisor_backup")
 
         def on_stage(stage: str) -> None:
@@ -183,6 +192,10 @@ class BackupRunner:
             },
         )
         copies = self._supervisor_copies(slug, request.locations, info.location_attributes, outcome.warnings)
+        for mount, problem in unavailable.items():
+            self.catalog.copy_started(slug, mount, "supervisor", None)
+            self.catalog.copy_failed(slug, mount, problem)
+            copies.append(CopyResult(mount, "supervisor", False, error=problem))
 
         sha256 = size = None
         if self.locations:

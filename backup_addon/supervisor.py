@@ -31,7 +31,7 @@ from aiohasupervisor.exceptions import (
 )
 from aiohasupervisor.exceptions import SupervisorError as LibSupervisorError
 
-from .errors import BackupJobFailed, SourceError, SupervisorError
+from .errors import BackupJobFailed, MountUnavailable, SourceError, SupervisorError
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -156,6 +156,21 @@ class SupervisorGateway:
             "extra": request.extra,
             "filename": PurePath(request.filename),
         }
+        try:
+            return await self._start_backup(request, common)
+        except SupervisorError as err:
+            cause = err.__cause__
+            mount = getattr(cause, "extra_fields", None) or {}
+            if isinstance(cause, LibSupervisorError) and mount.get("mount") in request.locations:
+                name = str(mount["mount"])
+                raise MountUnavailable(
+                    name,
+                    f"The network storage '{name}' cannot take backups now ({cause}). Check it under "
+                    "Settings > System > Storage: it must exist, be connected and have the usage 'Backup'.",
+                ) from cause
+            raise
+
+    async def _start_backup(self, request: BackupRequest, common: dict[str, Any]) -> UUID:
         async with _translated("starting the backup", self.request_timeout):
             if request.full:
                 new = await self._client.backups.full_backup(models.FullBackupOptions(**common))

@@ -210,11 +210,29 @@ async def test_stalled_download_is_abandoned(sim, make_runner, tmp_path):
     assert stored_files(locs["usb"]) == []
 
 
-async def test_unknown_network_storage_is_refused_by_the_supervisor(sim, make_runner):
-    runner = await make_runner({}, options={"supervisor_locations": ["Nope"]})
+async def test_unknown_network_storage_fails_alone(sim, make_runner, tmp_path):
+    locs = folders(tmp_path, "usb")
+    runner = await make_runner(locs, options={"supervisor_locations": ["Nope"]})
     result = await runner.run("test")
-    assert result.state is RunState.FAILED
-    assert "Nope" in result.error
+
+    assert result.state is RunState.PARTIAL
+    by_name = {c.location: c for c in result.copies}
+    assert by_name[".local"].ok and by_name["usb"].ok
+    assert not by_name["Nope"].ok
+    assert "network storage 'Nope' cannot take backups now" in by_name["Nope"].error
+    assert "Settings > System > Storage" in by_name["Nope"].error
+
+
+async def test_network_storage_that_is_down_fails_alone(sim, make_runner):
+    sim.faults = Faults(stage_delay=0.01, mounts_down=["NAS"])
+    runner = await make_runner({}, options={"supervisor_locations": ["NAS"]})
+    result = await runner.run("test")
+
+    assert result.state is RunState.PARTIAL
+    assert sim.backups[result.slug].locations == [None]
+    nas = next(c for c in result.copies if c.location == "NAS")
+    assert "is down" in nas.error
+    assert {c.location: c.state for c in runner.catalog.copies(result.slug)}["NAS"] == "failed"
 
 
 async def test_second_run_while_one_is_running_is_refused(sim, make_runner):

@@ -16,8 +16,10 @@ from pathlib import Path
 
 from aiohttp import web
 
-from .crypto.age import decrypt_file_blocks
+from .crypto.age import decrypt_stream
 from .crypto.kit import KIT_FILENAME
+from .locations import Location
+from .locations.folder import FolderLocationOptions
 from .options import load_options
 from .pipeline import RunResult
 from .service import Addon, Settings, configure_logging
@@ -35,14 +37,14 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _plain_sha256(path: Path, addon: Addon) -> str:
-    """The sha256 of a copy's content: decrypted with the add-on's keys when it is enveloped."""
-    if path.suffix != ".age":
-        return _sha256(path)
+async def _content_sha256(location: Location, key: str, addon: Addon) -> str:
+    """The sha256 of a copy's content, read back through the location (decrypted if sealed)."""
+    stream = location.open(key)
+    if key.endswith(".age"):
+        stream = decrypt_stream(stream, addon.keys.identities())
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in decrypt_file_blocks(handle, addon.keys.identities()):
-            digest.update(block)
+    async for block in stream:
+        digest.update(block)
     return digest.hexdigest()
 
 
@@ -62,12 +64,13 @@ def _write_default_options(data_dir: Path, locations_dir: Path) -> None:
     options_file.write_text(json.dumps(options, indent=2) + "\n", encoding="utf-8")
 
 
-def _summary(result: RunResult, archive: Path | None, locations_dir: Path, addon: Addon) -> bool:
+async def _summary(result: RunResult, archive: Path | None, addon: Addon) -> bool:
     print(f"Run {result.run_id}: {result.state}" + (f" ({result.error})" if result.error else ""))
     if result.slug is None or archive is None:
         return False
-    expected = _sha256(archive)
-    print(f"Backup {result.slug}: {archive.stat().st_size} bytes, sha256 {expected}")
+    expected = await asyncio.to_thread(_sha256, archive)
+    print(f"Backup {result.slug}: {result.size} bytes, sha256 {expected}")
+    folders = {loc.name: loc.path for loc in addon.options.locations if isinstance(loc, FolderLocationOptions)}
     all_good = True
     for copy in result.copies:
         if copy.kind == "supervisor":
@@ -75,11 +78,10 @@ def _summary(result: RunResult, archive: Path | None, locations_dir: Path, addon
             all_good &= copy.ok
             continue
         location = next(loc for loc in addon.locations if loc.name == copy.location)
-        root = getattr(location, "root", locations_dir)
-        stored = root / copy.key if copy.key else None
-        if copy.ok and stored is not None and stored.is_file() and _plain_sha256(stored, addon) == expected:
-            sealed = " (encrypted; opened with the kit)" if stored.suffix == ".age" else ""
-            print(f"  {copy.location:<12} ok, sha256 matches{sealed}: {stored}")
+        if copy.ok and copy.key and await _content_sha256(location, copy.key, addon) == expected:
+            sealed = " (encrypted; opened with the kit)" if copy.key.endswith(".age") else ""
+            where = Path(folders.get(copy.location, "")) / copy.key
+            print(f"  {copy.location:<12} ok, sha256 matches{sealed}: {where}")
         else:
             print(f"  {copy.location:<12} FAILED: {copy.error or 'the copy does not match the archive'}")
             all_good = False
@@ -91,14 +93,14 @@ def _save_kit(path: Path, text: str) -> None:
     path.chmod(0o600)
 
 
-def _prepare(directory: Path) -> tuple[Path, Path, Path, Path]:
+def _prepare(directory: Path) -> tuple[Path, Path, Path]:
     directory = directory.resolve()
     data_dir = directory / "data"
     locations_dir = directory / "locations"
     for path in (data_dir, *(locations_dir / f for f in DEMO_LOCATIONS.values())):
         path.mkdir(parents=True, exist_ok=True)
     _write_default_options(data_dir, locations_dir)
-    return directory, data_dir, locations_dir, directory / "supervisor"
+    return directory, data_dir, directory / "supervisor"
 
 
 async def run_demo(directory: Path, *, port: int = 8099, once: bool = False) -> int:
@@ -110,7 +112,7 @@ async def run_demo(directory: Path, *, port: int = 8099, once: bool = False) -> 
         return 2
 
     configure_logging()
-    directory, data_dir, locations_dir, sim_root = _prepare(directory)
+    directory, data_dir, sim_root = _prepare(directory)
 
     token = secrets.token_hex(16)
     sim = SupervisorSim(SimConfig(root=sim_root, token=token, mounts=[DEMO_MOUNT]))
@@ -140,7 +142,7 @@ async def run_demo(directory: Path, *, port: int = 8099, once: bool = False) -> 
                 archive = sim.archive_path(result.slug)
             kit_file = directory / KIT_FILENAME
             _save_kit(kit_file, addon.kit())
-            ok = _summary(result, archive, locations_dir, addon)
+            ok = await _summary(result, archive, addon)
             print(f"Emergency kit: {kit_file}  (try: age -d -i {kit_file} COPY.tar.age > COPY.tar)")
             return 0 if ok else 1
         await addon.start()

@@ -16,6 +16,14 @@ class LocationOptionsBase(BaseModel):
 
     name: str
     envelope: bool = True
+    upload_limit_mbit: float | None = None
+
+    @field_validator("upload_limit_mbit")
+    @classmethod
+    def _limit(cls, value: float | None) -> float | None:
+        if value is not None and not 0.1 <= value <= 10_000:
+            raise ValueError("must be between 0.1 and 10000 megabits per second, e.g. 20; leave it out for no limit")
+        return value
 
     @field_validator("name")
     @classmethod

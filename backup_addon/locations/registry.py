@@ -1,4 +1,4 @@
-"""Build the location an entry of the `locations` option describes."""
+"""Build the location an entry of the `locations` option describes, with its wrappers."""
 
 from __future__ import annotations
 
@@ -7,10 +7,20 @@ from pathlib import Path
 from ..options import LocationOptions
 from .base import Location
 from .folder import FolderLocation, FolderLocationOptions
+from .wrappers import LimitedLocation, RetryingLocation, ThrottledLocation
+
+BYTES_PER_MEGABIT = 125_000
 
 
-def build_location(options: LocationOptions) -> Location:
+def _kind(options: LocationOptions) -> Location:
     match options:
         case FolderLocationOptions():
             return FolderLocation(options.name, Path(options.path))
     raise ValueError(f"no location kind for {options!r}")
+
+
+def build_location(options: LocationOptions) -> Location:
+    location = _kind(options)
+    if options.upload_limit_mbit is not None:
+        location = ThrottledLocation(location, int(options.upload_limit_mbit * BYTES_PER_MEGABIT))
+    return RetryingLocation(LimitedLocation(location, limit=2))

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from ..crypto.kit import KIT_FILENAME
+from ..locations.probe import probe
 
 if TYPE_CHECKING:
     from ..service import Addon
@@ -98,6 +99,16 @@ async def backup_now(request: web.Request) -> web.Response:
     return _json({"started": True}, status=202)
 
 
+async def test_location(request: web.Request) -> web.Response:
+    addon = request.app[ADDON_KEY]
+    name = request.match_info["name"]
+    location = next((loc for loc in addon.locations if loc.name == name), None)
+    if location is None:
+        return _json({"error": f"no location is named {name!r}"}, status=404)
+    report = await probe(location)
+    return _json(asdict(report))
+
+
 async def kit(request: web.Request) -> web.Response:
     addon = request.app[ADDON_KEY]
     return web.Response(
@@ -128,6 +139,7 @@ def create_app(addon: Addon, allowed_clients: Collection[str]) -> web.Applicatio
     app.router.add_get("/health", health)
     app.router.add_get("/api/status", status)
     app.router.add_post("/api/backup", backup_now)
+    app.router.add_post("/api/locations/{name}/test", test_location)
     app.router.add_get("/api/kit", kit)
     app.router.add_post("/api/kit/confirm", confirm_kit)
     return app

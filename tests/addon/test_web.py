@@ -54,3 +54,11 @@ async def test_page_uses_relative_urls_only(addon, aiohttp_client):
     page = await (await client.get("/")).text()
     assert 'fetch("api/status")' in page
     assert 'fetch("/' not in page and 'href="/' not in page and 'src="/' not in page
+
+
+async def test_test_connection_of_a_location(addon, aiohttp_client):
+    client = await aiohttp_client(create_app(addon, LOOPBACK))
+    report = await (await client.post("/api/locations/USB/test")).json()
+    assert report["ok"] is True
+    assert report["steps"][-1] == "deleted it"
+    assert (await client.post("/api/locations/Nope/test")).status == 404

@@ -91,14 +91,17 @@ class _Sink:
 
 async def rechunk(source: AsyncIterator[bytes], size: int = CHUNK_SIZE) -> AsyncIterator[bytes]:
     """Group small network reads into chunks of about `size` bytes."""
-    buffer = bytearray()
+    pieces: list[bytes] = []
+    held = 0
     async for piece in source:
-        buffer += piece
-        if len(buffer) >= size:
-            yield bytes(buffer)
-            buffer.clear()
-    if buffer:
-        yield bytes(buffer)
+        pieces.append(piece)
+        held += len(piece)
+        if held >= size:
+            yield b"".join(pieces)
+            pieces.clear()
+            held = 0
+    if pieces:
+        yield b"".join(pieces)
 
 
 async def fan_out(

@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import InvalidOptions
 from .locations.folder import FolderLocationOptions
+from .locations.sftp import SftpLocationOptions
+from .locations.smb import SmbLocationOptions
 
 
 class BackupType(StrEnum):
@@ -51,7 +53,9 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-LocationOptions = Annotated[FolderLocationOptions, Field(discriminator="kind")]
+LocationOptions = Annotated[
+    FolderLocationOptions | SftpLocationOptions | SmbLocationOptions, Field(discriminator="kind")
+]
 
 
 class AddonOptions(_Strict):

@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..options import LocationOptions
+from . import sftp, smb
 from .base import Location
 from .folder import FolderLocation, FolderLocationOptions
+from .sftp import SftpLocationOptions
+from .smb import SmbLocationOptions
 from .wrappers import LimitedLocation, RetryingLocation, ThrottledLocation
 
 BYTES_PER_MEGABIT = 125_000
@@ -16,6 +19,10 @@ def _kind(options: LocationOptions) -> Location:
     match options:
         case FolderLocationOptions():
             return FolderLocation(options.name, Path(options.path))
+        case SftpLocationOptions():
+            return sftp.build(options)
+        case SmbLocationOptions():
+            return smb.build(options)
     raise ValueError(f"no location kind for {options!r}")
 
 

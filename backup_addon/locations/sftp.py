@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal, Self
 
 import asyncssh
-from pydantic import field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ..errors import (
     LocationAuthFailed,
@@ -762,9 +762,9 @@ class SftpLocationOptions(LocationOptionsBase):
     host: str
     port: int = 22
     username: str
-    password: str | None = None
-    private_key: str | None = None
-    passphrase: str | None = None
+    password: str | None = Field(default=None, repr=False)
+    private_key: str | None = Field(default=None, repr=False)
+    passphrase: str | None = Field(default=None, repr=False)
     folder: str = ""
     host_key: str | None = None
 

@@ -16,7 +16,7 @@ from functools import partial
 from typing import Any, Literal, TypeVar, cast
 
 import smbclient  # type: ignore[import-untyped]
-from pydantic import SecretStr, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from smbprotocol.connection import Connection  # type: ignore[import-untyped]
 from smbprotocol.exceptions import (  # type: ignore[import-untyped]
     SMBAuthenticationError,
@@ -136,7 +136,7 @@ class SmbLocationOptions(LocationOptionsBase):
     share: str
     folder: str = ""
     username: str
-    password: SecretStr
+    password: str = Field(repr=False)
     domain: str = ""
     require_encryption: bool = False
 
@@ -193,8 +193,8 @@ class SmbLocationOptions(LocationOptionsBase):
 
     @field_validator("password")
     @classmethod
-    def _password(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value():
+    def _password(cls, value: str) -> str:
+        if not value:
             raise ValueError("must be the user's password; shares without a password are not supported")
         return value
 
@@ -222,7 +222,7 @@ def build(options: SmbLocationOptions) -> SmbLocation:
         share=options.share,
         folder=options.folder,
         username=options.username,
-        password=options.password.get_secret_value(),
+        password=options.password,
         domain=options.domain,
         require_encryption=options.require_encryption,
     )

@@ -40,6 +40,12 @@ CREATE TABLE IF NOT EXISTS backups (
     sha256 TEXT,
     details TEXT NOT NULL DEFAULT '{}'
 );
+CREATE TABLE IF NOT EXISTS upload_journal (
+    scope TEXT NOT NULL,
+    key TEXT NOT NULL,
+    state TEXT NOT NULL,
+    PRIMARY KEY (scope, key)
+);
 CREATE TABLE IF NOT EXISTS copies (
     slug TEXT NOT NULL,
     location TEXT NOT NULL,
@@ -330,3 +336,27 @@ def _backup(row: sqlite3.Row) -> BackupRecord:
         size_bytes=row["size_bytes"],
         sha256=row["sha256"],
     )
+
+
+class CatalogJournal:
+    """Open uploads of one location, kept in the catalog so they resume after a restart."""
+
+    def __init__(self, catalog: Catalog, scope: str) -> None:
+        self._catalog = catalog
+        self._scope = scope
+
+    async def load(self, key: str) -> dict[str, Any] | None:
+        row = self._catalog._db.execute(
+            "SELECT state FROM upload_journal WHERE scope = ? AND key = ?", (self._scope, key)
+        ).fetchone()
+        return None if row is None else dict(json.loads(row["state"]))
+
+    async def save(self, key: str, state: dict[str, Any]) -> None:
+        self._catalog._write(
+            "INSERT INTO upload_journal (scope, key, state) VALUES (?, ?, ?) "
+            "ON CONFLICT(scope, key) DO UPDATE SET state = excluded.state",
+            (self._scope, key, json.dumps(state)),
+        )
+
+    async def drop(self, key: str) -> None:
+        self._catalog._write("DELETE FROM upload_journal WHERE scope = ? AND key = ?", (self._scope, key))

@@ -40,3 +40,20 @@ def test_repair_marks_interrupted_run_and_copy_failed(tmp_path):
     assert "interrupted" in run.error
     assert again.copies("abc12345")[0].state is CopyState.FAILED
     again.close()
+
+
+async def test_upload_journal_survives_reopen_and_is_per_location(tmp_path):
+    from backup_addon.catalog import CatalogJournal
+
+    path = tmp_path / "catalog.sqlite3"
+    catalog = Catalog(path)
+    await CatalogJournal(catalog, "B2").save("k", {"upload_id": "u1", "parts": [1, 2]})
+    await CatalogJournal(catalog, "R2").save("k", {"upload_id": "u9"})
+    catalog.close()
+
+    again = Catalog(path)
+    assert await CatalogJournal(again, "B2").load("k") == {"upload_id": "u1", "parts": [1, 2]}
+    await CatalogJournal(again, "B2").drop("k")
+    assert await CatalogJournal(again, "B2").load("k") is None
+    assert await CatalogJournal(again, "R2").load("k") == {"upload_id": "u9"}
+    again.close()

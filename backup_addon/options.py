@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import InvalidOptions
 from .locations.folder import FolderLocationOptions
+from .locations.s3 import S3LocationOptions
 from .locations.sftp import SftpLocationOptions
 from .locations.smb import SmbLocationOptions
 
@@ -54,7 +55,8 @@ class _Strict(BaseModel):
 
 
 LocationOptions = Annotated[
-    FolderLocationOptions | SftpLocationOptions | SmbLocationOptions, Field(discriminator="kind")
+    FolderLocationOptions | S3LocationOptions | SftpLocationOptions | SmbLocationOptions,
+    Field(discriminator="kind"),
 ]
 
 

@@ -92,7 +92,7 @@ class Addon:
             settings.supervisor_url, settings.token, poll_interval=settings.poll_interval
         )
         self.keys = KeyStore.open(settings.data_dir, options.encryption_key)
-        self.locations: list[Location] = [build_location(loc) for loc in options.locations]
+        self.locations: list[Location] = [build_location(loc, self.catalog) for loc in options.locations]
         self.runner = BackupRunner(
             gateway=self.gateway,
             catalog=self.catalog,

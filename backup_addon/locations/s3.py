@@ -14,6 +14,7 @@ import base64
 import builtins
 import contextlib
 import hashlib
+import io
 import json
 import logging
 import math
@@ -40,7 +41,7 @@ from botocore.exceptions import (  # type: ignore[import-untyped]
     ReadTimeoutError,
     SSLError,
 )
-from pydantic import SecretStr, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ..errors import (
     LocationAuthFailed,
@@ -65,6 +66,10 @@ MAX_PARTS = 10_000
 # S3's 5 TiB object limit while an ordinary backup keeps 8 MiB parts and little memory.
 PARTS_PER_STEP = 1000
 PARTS_IN_FLIGHT = 2
+# aiohttp starts its read timeout only once a request's body is sent, so a server that stops
+# taking the body would hang the upload; each request also gets a deadline that allows at
+# least this rate (bytes per second) for its body.
+MIN_SEND_RATE = 32 * 1024
 READ_CHUNK = MiB
 ABANDONED_AFTER = timedelta(days=1)
 
@@ -107,12 +112,20 @@ class S3LocationOptions(LocationOptionsBase):
     bucket: str
     prefix: str = ""
     access_key_id: str
-    secret_access_key: SecretStr
+    secret_access_key: str = Field(repr=False)
     addressing_style: Literal["path", "virtual"] | None = None
     storage_class: str | None = None
     object_lock_days: int | None = None
     object_lock_mode: Literal["governance", "compliance"] | None = None
     verify_tls: bool = True
+
+    @field_validator(
+        "endpoint", "addressing_style", "storage_class", "object_lock_days", "object_lock_mode", mode="before"
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # The add-on's form saves a cleared field as an empty string.
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("endpoint")
     @classmethod
@@ -159,10 +172,10 @@ class S3LocationOptions(LocationOptionsBase):
 
     @field_validator("secret_access_key")
     @classmethod
-    def _secret(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().strip():
+    def _secret(cls, value: str) -> str:
+        if not value.strip():
             raise ValueError("must be the secret access key that belongs to access_key_id")
-        return SecretStr(value.get_secret_value().strip())
+        return value.strip()
 
     @field_validator("storage_class")
     @classmethod
@@ -368,7 +381,7 @@ class _Upload:
 class _ResumeMismatch(Exception):
     """The incoming bytes differ from the interrupted upload's parts."""
 
-    def __init__(self, part_number: int, data: bytes) -> None:
+    def __init__(self, part_number: int, data: bytearray) -> None:
         super().__init__(part_number)
         self.part_number = part_number
         self.data = data
@@ -381,39 +394,107 @@ class _PartReader:
         self._chunks = chunks
         self._leftover = b""
         self._ended = False
+        self._returned: bytearray | None = None
 
     @property
     def exhausted(self) -> bool:
         """True once the stream has ended and every byte was handed out."""
-        return self._ended and not self._leftover
+        return self._ended and not self._leftover and self._returned is None
 
-    async def read(self, size: int) -> bytes:
-        """Exactly `size` bytes, or fewer at the end of the stream."""
-        pieces: list[bytes] = []
+    def give_back(self, part: bytearray) -> None:
+        """Make the next read return `part` as it is (a part read ahead to choose how to send)."""
+        self._returned = part
+
+    async def read(self, size: int) -> bytearray:
+        """Exactly `size` bytes, or fewer at the end of the stream.
+
+        The part is filled in place, so it never exists twice in memory.
+        """
+        if self._returned is not None:
+            part, self._returned = self._returned, None
+            return part
+        part = bytearray(size)
         have = 0
-        if self._leftover:
-            take = self._leftover[:size]
-            self._leftover = self._leftover[size:]
-            pieces.append(take)
-            have = len(take)
-        while have < size and not self._ended:
-            try:
-                chunk = await anext(self._chunks)
-            except StopAsyncIteration:
-                self._ended = True
-                break
-            if not chunk:
-                continue
-            need = size - have
-            if len(chunk) > need:
-                self._leftover = chunk[need:]
-                chunk = chunk[:need]
-            pieces.append(chunk)
-            have += len(chunk)
-        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        with memoryview(part) as view:
+            if self._leftover:
+                have = min(size, len(self._leftover))
+                view[:have] = self._leftover[:have]
+                self._leftover = self._leftover[have:]
+            while have < size and not self._ended:
+                try:
+                    chunk = await anext(self._chunks)
+                except StopAsyncIteration:
+                    self._ended = True
+                    break
+                take = min(len(chunk), size - have)
+                view[have : have + take] = memoryview(chunk)[:take]
+                if take < len(chunk):
+                    self._leftover = chunk[take:]
+                have += take
+        if have < size:
+            del part[have:]
+        return part
 
 
-def _digests(data: bytes) -> tuple[bytes, bytes]:
+class _PartBody(io.RawIOBase):
+    """A part as the request body, read straight from its buffer.
+
+    Given bytes, botocore and aiohttp would each make a copy of every part in flight.
+    """
+
+    def __init__(self, data: bytearray) -> None:
+        super().__init__()
+        self._view = memoryview(data)
+        self._position = 0
+
+    def __len__(self) -> int:
+        return len(self._view)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: len(self._view)}[whence]
+        self._position = max(0, min(len(self._view), base + offset))
+        return self._position
+
+    def readinto(self, buffer: Any) -> int:
+        count = min(len(buffer), len(self._view) - self._position)
+        buffer[:count] = self._view[self._position : self._position + count]
+        self._position += count
+        return count
+
+    def read(self, size: int | None = -1) -> bytes:
+        end = len(self._view) if size is None or size < 0 else min(len(self._view), self._position + size)
+        chunk = bytes(self._view[self._position : end])
+        self._position = end
+        return chunk
+
+    def release(self) -> None:
+        """Let go of the part: request objects may live on in reference cycles until a GC pass."""
+        self._view.release()
+        self._view = memoryview(b"")
+        self._position = 0
+
+
+_SESSION: AioSession | None = None
+
+
+def _session() -> AioSession:
+    """One botocore session per process: it parses the S3 service model (about 10 MiB) once."""
+    global _SESSION
+    if _SESSION is None:
+        _SESSION = AioSession()
+    return _SESSION
+
+
+def _digests(data: bytearray) -> tuple[bytes, bytes]:
     return hashlib.md5(data, usedforsecurity=False).digest(), hashlib.sha256(data).digest()
 
 
@@ -458,7 +539,8 @@ class S3Location:
         offsite: bool = True,
         journal: MultipartJournal | None = None,
         connect_timeout: float = 15,
-        read_timeout: float = 300,
+        read_timeout: float = 60,
+        min_send_rate: float = MIN_SEND_RATE,
         min_part_size: int = MIN_PART_SIZE,
     ) -> None:
         if min_part_size < S3_MIN_PART_SIZE:
@@ -480,7 +562,6 @@ class S3Location:
         self._access_key_id = access_key_id
         self._secret_access_key = secret_access_key
         self._verify_tls = verify_tls
-        self._session = AioSession()
         self._config = Config(
             region_name=region,
             signature_version="s3v4",
@@ -495,6 +576,9 @@ class S3Location:
             response_checksum_validation="when_required",
             max_pool_connections=PARTS_IN_FLIGHT + 2,
         )
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
+        self._min_send_rate = min_send_rate
         self._checksums = True  # cleared when the server refuses SHA-256 checksums
         self._bucket_seen = False
         self._lock_checked = False
@@ -515,7 +599,7 @@ class S3Location:
             options.name,
             bucket=options.bucket,
             access_key_id=options.access_key_id,
-            secret_access_key=options.secret_access_key.get_secret_value(),
+            secret_access_key=options.secret_access_key,
             endpoint=options.endpoint,
             region=options.region,
             prefix=options.prefix,
@@ -538,7 +622,7 @@ class S3Location:
         return f"bucket {self.bucket} on {self._server}"
 
     def _client(self) -> Any:
-        return self._session.create_client(
+        return _session().create_client(
             "s3",
             endpoint_url=self.endpoint,
             region_name=self.region,
@@ -560,11 +644,22 @@ class S3Location:
         return f"{server}/{self.bucket}/{object_key}"
 
     async def _call(
-        self, action: str, call: Callable[[], Awaitable[T]], *, client: Any = None, write: bool = False
+        self,
+        action: str,
+        call: Callable[[], Awaitable[T]],
+        *,
+        client: Any = None,
+        write: bool = False,
+        body_size: int = 0,
+        extra_seconds: float = 0,
     ) -> T:
         """Make one request; turn whatever goes wrong into a LocationError a user can act on."""
+        deadline = (
+            self._connect_timeout + self._read_timeout + body_size / self._min_send_rate + extra_seconds
+        )
         try:
-            result = await call()
+            async with asyncio.timeout(deadline):
+                result = await call()
         except ClientError as err:
             raise await self._client_error(err, action, client=client, write=write) from err
         except (ConnectTimeoutError, ReadTimeoutError, TimeoutError) as err:
@@ -613,6 +708,16 @@ class S3Location:
                 self.name,
                 f"{self._where} refused the access key ({code}); check access_key_id and secret_access_key",
             )
+        if code == "InvalidStorageClass":
+            return LocationError(
+                self.name, f"{self._where} does not offer storage class {self.storage_class}"
+            )
+        if code == "RequestTimeout":
+            return LocationTimeout(self.name, f"{self._where} timed out the request while {action}")
+        if code == "RequestTimeTooSkewed":
+            return LocationAuthFailed(
+                self.name, f"{self._where} refused the request: this machine's clock is wrong"
+            )
         if code in FULL_CODES or status == 507 or any(hint in message.lower() for hint in FULL_HINTS):
             return LocationFull(
                 self.name, f"{self._where} has no room for more while {action} ({code or status})"
@@ -627,16 +732,6 @@ class S3Location:
             return LocationAuthFailed(
                 self.name,
                 f"{self._where} denied access while {action}; check the key's permissions for the bucket",
-            )
-        if code == "InvalidStorageClass":
-            return LocationError(
-                self.name, f"{self._where} does not offer storage class {self.storage_class}"
-            )
-        if code == "RequestTimeout":
-            return LocationTimeout(self.name, f"{self._where} timed out the request while {action}")
-        if code == "RequestTimeTooSkewed":
-            return LocationAuthFailed(
-                self.name, f"{self._where} refused the request: this machine's clock is wrong"
             )
         if code in BUSY_CODES or status >= 500:
             return LocationUnreachable(
@@ -714,41 +809,48 @@ class S3Location:
         reader = _PartReader(chunks)
         async with self._client() as client:
             await self._check_object_lock(client)
-            upload, first = await self._resume(client, journal_key, object_key, reader, size_hint)
+            upload, first = await self._resume(client, journal_key, object_key, reader)
             if upload is None:
                 first_size = self._part_size(1, size_hint)
-                first = first or b""
-                if len(first) < first_size:
+                if first is None:
+                    first = await reader.read(first_size)
+                elif len(first) < first_size:
                     first += await reader.read(first_size - len(first))
                 if len(first) < first_size:
                     return await self._put_single(client, key, object_key, first)
-            return await self._put_multipart(
-                client, key, object_key, journal_key, reader, size_hint, upload, first
-            )
+                # Held here, the first part would stay in memory for the whole upload.
+                reader.give_back(first)
+                del first
+            return await self._put_multipart(client, key, object_key, journal_key, reader, size_hint, upload)
 
     def _part_size(self, number: int, size_hint: int | None) -> int:
         return part_size(number, size_hint, base=self.min_part_size)
 
-    async def _put_single(self, client: Any, key: str, object_key: str, data: bytes) -> StoredObject:
+    async def _put_single(self, client: Any, key: str, object_key: str, data: bytearray) -> StoredObject:
         md5, sha = await asyncio.to_thread(_digests, data)
         action = f"writing {key}"
 
         async def send(checksum: bool) -> dict[str, Any]:
-            extra = {"ChecksumSHA256": _b64(sha)} if checksum else {}
-            return await self._call(
-                action,
-                lambda: client.put_object(
-                    Bucket=self.bucket,
-                    Key=object_key,
-                    Body=data,
-                    ContentMD5=_b64(md5),
-                    **extra,
-                    **self._class_arguments(),
-                    **self._lock_arguments(),
-                ),
-                client=client,
-                write=True,
-            )
+            extra = {"ChecksumAlgorithm": "SHA256", "ChecksumSHA256": _b64(sha)} if checksum else {}
+            body = _PartBody(data)
+            try:
+                return await self._call(
+                    action,
+                    lambda: client.put_object(
+                        Bucket=self.bucket,
+                        Key=object_key,
+                        Body=body,
+                        ContentMD5=_b64(md5),
+                        **extra,
+                        **self._class_arguments(),
+                        **self._lock_arguments(),
+                    ),
+                    client=client,
+                    write=True,
+                    body_size=len(data),
+                )
+            finally:
+                body.release()
 
         answer = await self._with_checksum_fallback(send)
         self._check_returned_checksum(answer, sha, key)
@@ -776,8 +878,8 @@ class S3Location:
             raise LocationError(self.name, f"{self._where} stored different bytes than were sent for {what}")
 
     async def _resume(
-        self, client: Any, journal_key: str, object_key: str, reader: _PartReader, size_hint: int | None
-    ) -> tuple[_Upload | None, bytes | None]:
+        self, client: Any, journal_key: str, object_key: str, reader: _PartReader
+    ) -> tuple[_Upload | None, bytearray | None]:
         """Pick up an interrupted upload of the same key, skipping the parts already stored.
 
         Returns the upload to continue (or None to start afresh) and, when starting afresh,
@@ -902,7 +1004,6 @@ class S3Location:
         reader: _PartReader,
         size_hint: int | None,
         upload: _Upload | None,
-        first: bytes | None,
     ) -> StoredObject:
         if upload is None:
             upload = await self._create_upload(client, key, object_key, journal_key)
@@ -911,11 +1012,7 @@ class S3Location:
         in_flight: set[asyncio.Task[None]] = set()
         try:
             while True:
-                size = self._part_size(number, size_hint)
-                if first is not None:
-                    data, first = first, None
-                else:
-                    data = await reader.read(size)
+                data = await reader.read(self._part_size(number, size_hint))
                 if not data:
                     break
                 while len(in_flight) >= PARTS_IN_FLIGHT:
@@ -948,6 +1045,8 @@ class S3Location:
                 ),
                 client=client,
                 write=True,
+                # AWS may take minutes to join many parts (it sends blanks meanwhile).
+                extra_seconds=0.25 * len(parts),
             )
         except BaseException as err:
             for task in in_flight:
@@ -961,24 +1060,29 @@ class S3Location:
         return await self._verify_stored(client, key, object_key, total, answer.get("VersionId"))
 
     async def _send_part(
-        self, client: Any, key: str, upload: _Upload, journal_key: str, number: int, data: bytes
+        self, client: Any, key: str, upload: _Upload, journal_key: str, number: int, data: bytearray
     ) -> None:
         md5, sha = await asyncio.to_thread(_digests, data)
         extra = {"ChecksumSHA256": _b64(sha)} if upload.checksum else {}
-        answer = await self._call(
-            f"writing {key}",
-            lambda: client.upload_part(
-                Bucket=self.bucket,
-                Key=upload.object_key,
-                UploadId=upload.upload_id,
-                PartNumber=number,
-                Body=data,
-                ContentMD5=_b64(md5),
-                **extra,
-            ),
-            client=client,
-            write=True,
-        )
+        body = _PartBody(data)
+        try:
+            answer = await self._call(
+                f"writing {key}",
+                lambda: client.upload_part(
+                    Bucket=self.bucket,
+                    Key=upload.object_key,
+                    UploadId=upload.upload_id,
+                    PartNumber=number,
+                    Body=body,
+                    ContentMD5=_b64(md5),
+                    **extra,
+                ),
+                client=client,
+                write=True,
+                body_size=len(data),
+            )
+        finally:
+            body.release()
         returned = answer.get("ChecksumSHA256")
         if upload.checksum and returned and returned != _b64(sha):
             raise LocationError(
@@ -1023,25 +1127,33 @@ class S3Location:
                 # single PUTs; set it on the stored version itself.
                 retention = self._lock_arguments()
                 extra = {"VersionId": version_id} if version_id else {}
-                await self._call(
-                    f"locking {key}",
-                    lambda: client.put_object_retention(
-                        Bucket=self.bucket,
-                        Key=object_key,
-                        Retention={
-                            "Mode": retention["ObjectLockMode"],
-                            "RetainUntilDate": retention["ObjectLockRetainUntilDate"],
-                        },
-                        **extra,
-                    ),
-                    client=client,
-                    write=True,
-                )
+                try:
+                    await self._call(
+                        f"locking {key}",
+                        lambda: client.put_object_retention(
+                            Bucket=self.bucket,
+                            Key=object_key,
+                            Retention={
+                                "Mode": retention["ObjectLockMode"],
+                                "RetainUntilDate": retention["ObjectLockRetainUntilDate"],
+                            },
+                            **extra,
+                        ),
+                        client=client,
+                    )
+                except LocationError as err:
+                    denied = isinstance(err.__cause__, ClientError) and _code(err.__cause__) == "AccessDenied"
+                    hint = "; the access key needs the s3:PutObjectRetention permission" if denied else ""
+                    raise type(err)(
+                        self.name, f"{key} could not be locked, so it was removed: {_detail(err)}{hint}"
+                    ) from err
         except LocationError:
+            # With a version id the bad version itself goes, not just behind a delete marker.
+            version = {"VersionId": version_id} if version_id else {}
             with contextlib.suppress(LocationError):
                 await self._call(
                     f"removing {key}",
-                    lambda: client.delete_object(Bucket=self.bucket, Key=object_key),
+                    lambda: client.delete_object(Bucket=self.bucket, Key=object_key, **version),
                     client=client,
                 )
             raise
@@ -1165,7 +1277,10 @@ class S3Location:
                     page = await self._call(
                         "listing unfinished uploads",
                         partial(
-                            client.list_multipart_uploads, Bucket=self.bucket, Prefix=self._list_prefix, **markers
+                            client.list_multipart_uploads,
+                            Bucket=self.bucket,
+                            Prefix=self._list_prefix,
+                            **markers,
                         ),
                         client=client,
                     )
@@ -1207,3 +1322,15 @@ def _refuses_checksums(err: ClientError) -> bool:
     return code == "NotImplemented" or (
         code in ("InvalidArgument", "InvalidRequest") and "checksum" in message
     )
+
+
+def _detail(err: LocationError) -> str:
+    return str(err).removeprefix(f"{err.location}: ")
+
+
+def build(options: S3LocationOptions, *, journal: MultipartJournal | None = None) -> S3Location:
+    """The location an `s3` entry of the `locations` option describes.
+
+    Pass a journal that outlives the process (the catalog's) so uploads resume after a restart.
+    """
+    return S3Location.from_options(options, journal=journal)

@@ -471,10 +471,9 @@ class WebdavLocation:
         read_timeout: float | None = None,
     ) -> tuple[int, bytes, CIMultiDictProxy[str], str | None]:
         """Send a request with a small body; return status, body, headers and reason."""
-        timeout = (
-            aiohttp.ClientTimeout(total=None, sock_connect=self.timeout, sock_read=read_timeout)
-            if read_timeout is not None
-            else None
+        # The session's time-outs apply unless this request needs longer (timeout=None would mean none).
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=self.timeout, sock_read=read_timeout or self.timeout
         )
         try:
             async with session.request(

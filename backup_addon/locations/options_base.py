@@ -7,6 +7,7 @@ import re
 from pydantic import BaseModel, ConfigDict, field_validator
 
 LOCATION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,39}$")
+UPLOAD_WINDOW = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-3]):[0-5][0-9]$")
 
 
 class LocationOptionsBase(BaseModel):
@@ -17,6 +18,7 @@ class LocationOptionsBase(BaseModel):
     name: str
     envelope: bool = True
     upload_limit_mbit: float | None = None
+    upload_window: str | None = None
 
     @field_validator("upload_limit_mbit")
     @classmethod
@@ -31,5 +33,16 @@ class LocationOptionsBase(BaseModel):
         if not LOCATION_NAME.match(value):
             raise ValueError(
                 "must be 1-40 letters, digits, spaces, '.', '_' or '-', starting with a letter or digit"
+            )
+        return value
+
+    @field_validator("upload_window")
+    @classmethod
+    def _window(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not UPLOAD_WINDOW.match(value) or value[:5] == value[6:]:
+            raise ValueError(
+                "must be two different times HH:MM-HH:MM, e.g. 01:00-06:00 (may pass midnight: 22:00-06:00)"
             )
         return value

@@ -12,7 +12,7 @@ from .folder import FolderLocation, FolderLocationOptions
 from .s3 import S3LocationOptions
 from .sftp import SftpLocationOptions
 from .smb import SmbLocationOptions
-from .wrappers import LimitedLocation, RetryingLocation, ThrottledLocation
+from .wrappers import LimitedLocation, RetryingLocation, ThrottledLocation, WindowedLocation
 
 BYTES_PER_MEGABIT = 125_000
 
@@ -32,6 +32,8 @@ def _kind(options: LocationOptions, catalog: Catalog) -> Location:
 
 def build_location(options: LocationOptions, catalog: Catalog) -> Location:
     location = _kind(options, catalog)
+    if options.upload_window is not None:
+        location = WindowedLocation(location, options.upload_window)
     if options.upload_limit_mbit is not None:
         location = ThrottledLocation(location, int(options.upload_limit_mbit * BYTES_PER_MEGABIT))
     return RetryingLocation(LimitedLocation(location, limit=2))

@@ -12,6 +12,8 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
+from datetime import time as dt_time
 from typing import TypeVar
 
 from ..errors import LocationError, LocationTimeout, LocationUnreachable
@@ -183,3 +185,34 @@ class LimitedLocation(_Wrapper):
 
 def _detail(err: LocationError) -> str:
     return str(err).removeprefix(f"{err.location}: ")
+
+
+class WindowedLocation(_Wrapper):
+    """Writes only inside a daily time window (e.g. 22:00-06:00, when nobody streams video).
+
+    A copy due outside the window fails at once with a clear reason instead of waiting: the
+    backup run streams every location from one read and must not stall the others.
+    """
+
+    def __init__(self, inner: Location, window: str, clock: Callable[[], datetime] = datetime.now) -> None:
+        super().__init__(inner)
+        start, end = window.split("-")
+        self.window = window
+        self._start = dt_time.fromisoformat(start)
+        self._end = dt_time.fromisoformat(end)
+        self._clock = clock
+
+    def is_open(self) -> bool:
+        now = self._clock().time()
+        if self._start < self._end:
+            return self._start <= now < self._end
+        return now >= self._start or now < self._end
+
+    async def put(self, key: str, chunks: AsyncIterator[bytes]) -> StoredObject:
+        if not self.is_open():
+            raise LocationError(
+                self.name,
+                f"not written: outside its upload window {self.window}; make backups inside the window "
+                "or widen it",
+            )
+        return await self.inner.put(key, chunks)

@@ -8,7 +8,12 @@ import pytest
 from backup_addon.errors import LocationAuthFailed, LocationUnreachable
 from backup_addon.locations import FolderLocation
 from backup_addon.locations.probe import probe
-from backup_addon.locations.wrappers import LimitedLocation, RetryingLocation, ThrottledLocation
+from backup_addon.locations.wrappers import (
+    LimitedLocation,
+    RetryingLocation,
+    ThrottledLocation,
+    WindowedLocation,
+)
 
 
 async def chunks(*parts):
@@ -125,3 +130,30 @@ async def test_connection_test_names_the_problem(tmp_path):
     assert not report.ok
     assert report.steps == []
     assert "does not exist" in report.error
+
+
+@pytest.mark.parametrize(
+    ("window", "now", "open_"),
+    [
+        ("01:00-06:00", "03:00", True),
+        ("01:00-06:00", "06:00", False),
+        ("01:00-06:00", "12:00", False),
+        ("22:00-06:00", "23:30", True),
+        ("22:00-06:00", "05:59", True),
+        ("22:00-06:00", "21:59", False),
+    ],
+)
+def test_upload_window_opens_and_closes(folder, window, now, open_):
+    from datetime import datetime
+
+    clock = lambda: datetime.fromisoformat(f"2026-11-26T{now}")  # noqa: E731
+    assert WindowedLocation(folder, window, clock).is_open() is open_
+
+
+async def test_put_outside_the_window_is_refused_clearly(folder):
+    from datetime import datetime
+
+    location = WindowedLocation(folder, "01:00-02:00", lambda: datetime.fromisoformat("2026-11-26T12:00"))
+    with pytest.raises(Exception, match="outside its upload window 01:00-02:00"):
+        await location.put("a.tar", chunks(b"x"))
+    assert await folder.list() == []

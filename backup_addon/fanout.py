@@ -52,7 +52,7 @@ class SinkResult:
 @dataclass(frozen=True, slots=True)
 class FanoutResult:
     size: int
-    sha256: str
+    sha256: str | None
     sinks: dict[str, SinkResult]
 
 
@@ -109,18 +109,22 @@ async def fan_out(
     writers: dict[str, Writer],
     *,
     depth: int = QUEUE_DEPTH,
+    digest: bool = True,
 ) -> FanoutResult:
-    """Read `source` once, hash it, and feed every writer; never raises for a writer's failure.
+    """Read `source` once, hash it (unless `digest` is False), and feed every writer.
+
+    Never raises for a writer's failure: each one's outcome is in the result.
 
     If the source fails, every writer is aborted so no location commits a partial copy, and
     SourceError is raised.
     """
     sinks = [_Sink(name, writer, depth) for name, writer in writers.items()]
-    digest = hashlib.sha256()
+    hasher = hashlib.sha256() if digest else None
     size = 0
     try:
         async for chunk in source:
-            digest.update(chunk)
+            if hasher is not None:
+                hasher.update(chunk)
             size += len(chunk)
             for sink in sinks:
                 if not sink.failed:
@@ -138,4 +142,5 @@ async def fan_out(
     for sink in sinks:
         await sink.queue.put(_End())
     await asyncio.gather(*(s.task for s in sinks))
-    return FanoutResult(size=size, sha256=digest.hexdigest(), sinks={s.name: s.result for s in sinks})
+    sha256 = hasher.hexdigest() if hasher is not None else None
+    return FanoutResult(size=size, sha256=sha256, sinks={s.name: s.result for s in sinks})

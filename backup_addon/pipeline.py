@@ -279,7 +279,9 @@ class BackupRunner:
             envelope = self.encryption.envelope
 
             async def seal(chunks: AsyncIterator[bytes]) -> FanoutResult:
-                return await fan_out(envelope(chunks), sealed)
+                # The plaintext's hash is what proves a copy; hashing the ciphertext too would
+                # cost more than the encryption itself.
+                return await fan_out(envelope(chunks), sealed, digest=False)
 
             writers[SEALED] = seal
 
@@ -291,16 +293,17 @@ class BackupRunner:
                 for name in writers.keys() - {SEALED} | sealed.keys():
                     self._copy_failed(results, slug, name, kinds[name], keys[name], str(err))
                 return [results[loc.name] for loc in self.locations], None, None
+            assert outcome.sha256 is not None  # the outer fan-out always hashes the archive
             self.catalog.set_backup_hash(slug, outcome.size, outcome.sha256)
 
-            stored: dict[str, tuple[SinkResult, str]] = {n: (outcome.sinks[n], outcome.sha256) for n in plain}
+            stored: dict[str, tuple[SinkResult, str | None]] = {n: (outcome.sinks[n], outcome.sha256) for n in plain}
             if sealed:
                 branch = outcome.sinks[SEALED]
                 for name in sealed:
                     if branch.ok and isinstance(branch.value, FanoutResult):
-                        stored[name] = (branch.value.sinks[name], branch.value.sha256)
+                        stored[name] = (branch.value.sinks[name], None)
                     else:
-                        stored[name] = (SinkResult(name, error=branch.error), "")
+                        stored[name] = (SinkResult(name, error=branch.error), None)
             for name, (sink, sha256) in stored.items():
                 if sink.ok and isinstance(sink.value, StoredObject):
                     self.catalog.copy_committed(slug, name, sink.value.size, sha256)

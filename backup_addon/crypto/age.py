@@ -501,7 +501,12 @@ class _Rechunker:
 
 
 class _Encryptor:
-    """Incremental age encryption: `feed` and `finish` give jobs; each job returns bytes."""
+    """Incremental age encryption: `feed` and `finish` give jobs; each job returns bytes.
+
+    Chunks are sealed straight from the caller's piece; only the last, possibly final,
+    chunk of each piece (at most 64 KiB) is copied and held back until a byte follows it.
+    A job reads the piece it was made from, so it must run before the caller reuses it.
+    """
 
     def __init__(self, recipients: Sequence[Recipient]) -> None:
         if isinstance(recipients, Recipient) or not recipients:
@@ -514,41 +519,69 @@ class _Encryptor:
         self._prefix = header + nonce
         self._aead = ChaCha20Poly1305(_hkdf(file_key, nonce, b"payload"))
         self._counter = 0
-        self._rechunker = _Rechunker(CHUNK_SIZE, BATCH_CHUNKS)
+        self._held = b""
+        self._queued: list[bytes] = []
         self._out = bytearray(BATCH_CHUNKS * ENC_CHUNK_SIZE)
 
     def feed(self, piece: Buffer) -> Iterator[Callable[[], bytes]]:
-        for buf, offset, count in self._rechunker.feed(piece):
-            yield partial(self._seal, buf, offset, count)
+        view = memoryview(piece).cast("B")
+        if not view:
+            return
+        held = self._held
+        if len(held) < CHUNK_SIZE:
+            need = CHUNK_SIZE - len(held)
+            held += bytes(view[:need])
+            view = view[need:]
+            if not view:
+                # Nothing follows yet, so this chunk may still be the final one.
+                self._held = held
+                return
+        # `held` is one whole chunk and at least one byte follows it: it is not the final one.
+        self._queued.append(held)
+        count = (len(view) - 1) // CHUNK_SIZE
+        self._held = bytes(view[count * CHUNK_SIZE :])
+        if count == 0 and len(self._queued) < BATCH_CHUNKS:
+            return  # small pieces: gather whole chunks until a batch is full
+        queued, self._queued = self._queued, []
+        first = min(count, BATCH_CHUNKS - len(queued))
+        yield partial(self._seal, queued, view, 0, first)
+        for start in range(first, count, BATCH_CHUNKS):
+            yield partial(self._seal, [], view, start * CHUNK_SIZE, min(BATCH_CHUNKS, count - start))
 
     def finish(self) -> Callable[[], bytes]:
-        """The last job: the remaining chunks and the final one (and the header if still due)."""
-        return partial(self._seal_final, *self._rechunker.finish())
+        """The last job: the chunks still gathered, the final chunk, and the header if still due."""
+        final, self._held = self._held, b""
+        queued, self._queued = self._queued, []
+        return partial(self._seal_final, queued, final)
 
     def _take_prefix(self) -> bytes:
         prefix, self._prefix = self._prefix, b""
         return prefix
 
-    def _seal(self, buf: Buffer, offset: int, count: int) -> bytes:
+    def _seal(self, queued: list[bytes], buf: Buffer, offset: int, count: int) -> bytes:
         src = memoryview(buf)
         out = memoryview(self._out)
         encrypt_into = self._aead.encrypt_into
         counter = self._counter
+        for i, chunk in enumerate(queued):
+            encrypt_into(_nonce(counter + i, False), chunk, None, out[i * ENC_CHUNK_SIZE : (i + 1) * ENC_CHUNK_SIZE])
+        done = len(queued)
         for i in range(count):
             start = offset + i * CHUNK_SIZE
             encrypt_into(
-                _nonce(counter + i, False),
+                _nonce(counter + done + i, False),
                 src[start : start + CHUNK_SIZE],
                 None,
-                out[i * ENC_CHUNK_SIZE : (i + 1) * ENC_CHUNK_SIZE],
+                out[(done + i) * ENC_CHUNK_SIZE : (done + i + 1) * ENC_CHUNK_SIZE],
             )
-        self._counter = counter + count
-        sealed = out[: count * ENC_CHUNK_SIZE]
+        total = done + count
+        self._counter = counter + total
+        sealed = out[: total * ENC_CHUNK_SIZE]
         prefix = self._take_prefix()
         return prefix + sealed if prefix else bytes(sealed)
 
-    def _seal_final(self, buf: Buffer, count: int, final: memoryview) -> bytes:
-        head = self._seal(buf, 0, count) if count else self._take_prefix()
+    def _seal_final(self, queued: list[bytes], final: bytes) -> bytes:
+        head = self._seal(queued, b"", 0, 0) if queued else self._take_prefix()
         sealed = self._aead.encrypt(_nonce(self._counter, True), final, None)
         self._counter += 1
         return head + sealed

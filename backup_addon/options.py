@@ -20,6 +20,7 @@ from .locations.folder import FolderLocationOptions
 from .locations.s3 import S3LocationOptions
 from .locations.sftp import SftpLocationOptions
 from .locations.smb import SmbLocationOptions
+from .locations.webdav import WebdavLocationOptions
 
 
 class BackupType(StrEnum):
@@ -55,7 +56,7 @@ class _Strict(BaseModel):
 
 
 LocationOptions = Annotated[
-    FolderLocationOptions | S3LocationOptions | SftpLocationOptions | SmbLocationOptions,
+    FolderLocationOptions | S3LocationOptions | SftpLocationOptions | SmbLocationOptions | WebdavLocationOptions,
     Field(discriminator="kind"),
 ]
 

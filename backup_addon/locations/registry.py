@@ -6,12 +6,13 @@ from pathlib import Path
 
 from ..catalog import Catalog, CatalogJournal
 from ..options import LocationOptions
-from . import s3, sftp, smb
+from . import s3, sftp, smb, webdav
 from .base import Location
 from .folder import FolderLocation, FolderLocationOptions
 from .s3 import S3LocationOptions
 from .sftp import SftpLocationOptions
 from .smb import SmbLocationOptions
+from .webdav import WebdavLocationOptions
 from .wrappers import LimitedLocation, RetryingLocation, ThrottledLocation, WindowedLocation
 
 BYTES_PER_MEGABIT = 125_000
@@ -27,6 +28,8 @@ def _kind(options: LocationOptions, catalog: Catalog) -> Location:
             return sftp.build(options)
         case SmbLocationOptions():
             return smb.build(options)
+        case WebdavLocationOptions():
+            return webdav.build(options)
     raise ValueError(f"no location kind for {options!r}")
 
 

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import logging
 import re
+import socket
 import uuid
+import weakref
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import quote, unquote
 
 import aiohttp
@@ -289,9 +292,36 @@ class _Body:
             self.size += len(chunk)
             # Sending has no time-out of its own in aiohttp (sock_read starts after the body), and a
             # server that stopped reading would block the upload forever.
-            deadline.reschedule(loop.time() + self.timeout)
+            _reschedule(deadline, loop.time() + self.timeout)
             yield chunk
-            deadline.reschedule(None)
+            _reschedule(deadline, None)
+
+
+def _reschedule(deadline: asyncio.Timeout, when: float | None) -> None:
+    # aiohttp may still pull a chunk after an early answer ended the request and its deadline.
+    with contextlib.suppress(RuntimeError):
+        deadline.reschedule(when)
+
+
+class _Sockets:
+    """The sockets of one session, so that a failed upload can drop its connection at once."""
+
+    def __init__(self) -> None:
+        self._open: weakref.WeakSet[socket.socket] = weakref.WeakSet()
+
+    def create(self, addr_info: tuple[Any, ...]) -> socket.socket:
+        """A socket for aiohttp's connector (its socket_factory)."""
+        family, kind, proto = addr_info[:3]
+        sock = socket.socket(family=family, type=kind, proto=proto)
+        self._open.add(sock)
+        return sock
+
+    def drop(self) -> None:
+        """Shut every socket down, failing whatever is still queued on it."""
+        for sock in builtins.list(self._open):
+            if sock.fileno() != -1:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
 
 
 async def _pieces(pieces: list[bytes]) -> AsyncIterator[bytes]:
@@ -307,8 +337,8 @@ async def _nothing() -> AsyncIterator[bytes]:
 class WebdavLocation:
     """Copies as files under a folder (collection) on a WebDAV server, which must already exist.
 
-    Uploads go to a hidden temporary name in the same folder and are renamed (MOVE) when
-    complete; on Nextcloud they use its chunked upload v2 when the server offers it.
+    Uploads go to a temporary name (<name>.partial-<random>) in the same folder and are renamed
+    (MOVE) when complete; on Nextcloud they use its chunked upload v2 when the server offers it.
     """
 
     kind = "webdav"
@@ -326,6 +356,8 @@ class WebdavLocation:
         nextcloud_chunk_size: int = NEXTCLOUD_CHUNK,
     ) -> None:
         base = check_url(url)
+        if ":" in username:
+            raise ValueError("a WebDAV user name cannot contain ':'")
         self.name = name
         self.offsite = offsite
         self.timeout = timeout
@@ -355,19 +387,18 @@ class WebdavLocation:
         path = "/".join([self._base_path, *(_segment(p) for p in parts)])
         return path + "/" if collection or not parts else path
 
-    def _where(self, parts: tuple[str, ...] = ()) -> str:
-        return "/".join([self.url.rstrip("/"), *parts])
-
     # --- HTTP -----------------------------------------------------------------------------------
 
-    def _session(self) -> aiohttp.ClientSession:
+    def _session(self, sockets: _Sockets | None = None) -> aiohttp.ClientSession:
         headers = {"User-Agent": "3-2-1-Backup (Home Assistant add-on)"}
         if self._username:
             headers["Authorization"] = aiohttp.encode_basic_auth(self._username, self._password)
         return aiohttp.ClientSession(
             headers=headers,
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeout, sock_read=self.timeout),
-            connector=aiohttp.TCPConnector(ssl=self._verify_tls),
+            connector=aiohttp.TCPConnector(
+                ssl=self._verify_tls, socket_factory=sockets.create if sockets is not None else None
+            ),
         )
 
     def _network_error(self, err: BaseException, action: str) -> LocationError:
@@ -596,13 +627,20 @@ class WebdavLocation:
         parts = _check_key(key)
         action = f"uploading {key}"
         source = aiter(chunks)
-        async with self._session() as session:
-            await self._ensure_parent(session, parts, action)
-            if self._chunking is not False:
-                stored = await self._put_chunked(session, key, parts, source, action)
-                if stored is not None:
-                    return stored
-            return await self._put_plain(session, key, parts, source, action)
+        sockets = _Sockets()
+        try:
+            async with self._session(sockets) as session:
+                await self._ensure_parent(session, parts, action)
+                if self._chunking is not False:
+                    stored = await self._put_chunked(session, key, parts, source, action)
+                    if stored is not None:
+                        return stored
+                return await self._put_plain(session, key, parts, source, action)
+        except BaseException:
+            # After a failed upload megabytes may still be queued for a server that stopped
+            # reading, and asyncio keeps such a connection open until they drain: cut it now.
+            sockets.drop()
+            raise
 
     async def _put_plain(
         self,

@@ -6,7 +6,6 @@ import contextlib
 import itertools
 import os
 import pwd
-import secrets
 import signal
 import socket
 import stat
@@ -117,7 +116,9 @@ class SftpProvider:
             # Another test run may have created it at the same moment.
             if result.returncode != 0 and "already exists" not in result.stderr:
                 raise RuntimeError(f"useradd {TEST_USER} failed: {result.stderr.strip()}")
-        self.password = "pw-" + secrets.token_urlsafe(12)
+        # The same for every run: two test runs on one machine share the system user, and a
+        # password changed by one would lock the other out. The sshd only listens on loopback.
+        self.password = "b321-sftp-test-password"
         _run("chpasswd", stdin=f"{TEST_USER}:{self.password}\n")
         self.home = Path(pwd.getpwnam(TEST_USER).pw_dir)
 

@@ -133,12 +133,11 @@ def load_private_key(text: str, passphrase: str | None) -> asyncssh.SSHKey:
     if "PUBLIC KEY" in stripped or KEY_TYPE.match(stripped.split(" ", 1)[0]):
         raise ValueError(
             "is a public key; paste the private key: the file without .pub, "
-            "from -----BEGIN OPENSSH PRIVATE KEY----- to -----END OPENSSH PRIVATE KEY-----"
+            "from its '-----BEGIN' line to its '-----END' line"
         )
     if "-----BEGIN" not in stripped or "PRIVATE KEY-----" not in stripped:
         raise ValueError(
-            "must be the whole private key text, from -----BEGIN OPENSSH PRIVATE KEY----- "
-            "to -----END OPENSSH PRIVATE KEY-----"
+            "must be the whole private key text, from its '-----BEGIN' line to its '-----END' line"
         )
     try:
         return asyncssh.import_private_key(normalize_private_key(text), passphrase)

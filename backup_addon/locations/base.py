@@ -8,6 +8,23 @@ from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 
+def split_key(key: str, *, hidden: bool = False) -> list[str]:
+    """Check an object key's common rules and return its parts.
+
+    Keys are relative, '/'-separated, without empty, '.' or '..' parts, control characters or
+    backslashes. Parts starting with '.' are refused unless `hidden`: most kinds keep their
+    temporary objects under such names.
+    """
+    parts = key.split("/")
+    if not key or any(p in ("", ".", "..") for p in parts):
+        raise ValueError(f"invalid object key {key!r}: no empty parts, '.', '..' or leading '/'")
+    if any(ch < " " or ch in "\x7f\\" for ch in key):
+        raise ValueError(f"invalid object key {key!r}: no control characters or backslashes")
+    if not hidden and any(p.startswith(".") for p in parts):
+        raise ValueError(f"object key {key!r} must not have hidden parts")
+    return parts
+
+
 @dataclass(frozen=True, slots=True)
 class StoredObject:
     """One complete object in a location."""

@@ -17,7 +17,7 @@ from typing import BinaryIO, Literal
 from pydantic import field_validator
 
 from ..errors import LocationError, LocationFull, LocationReadOnly, LocationUnreachable
-from .base import StoredObject, Usage
+from .base import StoredObject, Usage, split_key
 from .options_base import LocationOptionsBase
 
 PARTIAL_MARK = ".partial-"
@@ -50,12 +50,7 @@ READ_CHUNK = 1 << 20
 
 
 def _check_key(key: str) -> PurePosixPath:
-    parts = key.split("/")
-    if not key or any(p in ("", ".", "..") or "\x00" in p or "\\" in p for p in parts):
-        raise ValueError(f"invalid object key {key!r}")
-    if any(part.startswith(".") for part in parts):
-        raise ValueError(f"object key {key!r} must not have hidden parts")
-    return PurePosixPath(key)
+    return PurePosixPath(*split_key(key))
 
 
 class FolderLocation:

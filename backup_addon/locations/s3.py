@@ -51,7 +51,7 @@ from ..errors import (
     LocationTimeout,
     LocationUnreachable,
 )
-from .base import StoredObject, Usage
+from .base import StoredObject, Usage, split_key
 from .options_base import LocationOptionsBase
 
 _LOGGER = logging.getLogger(__name__)
@@ -503,9 +503,7 @@ def _b64(digest: bytes) -> str:
 
 
 def _check_key(key: str) -> None:
-    parts = key.split("/")
-    if not key or any(p in ("", ".", "..") or "\x00" in p or "\\" in p for p in parts):
-        raise ValueError(f"invalid object key {key!r}")
+    split_key(key, hidden=True)
 
 
 def _code(err: ClientError) -> str:

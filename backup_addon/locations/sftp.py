@@ -14,6 +14,7 @@ import socket
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Coroutine
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal, Self
 
 import asyncssh
@@ -27,10 +28,31 @@ from ..errors import (
     LocationTimeout,
     LocationUnreachable,
 )
-from .base import StoredObject, Usage
+from .base import StoredObject, Usage, split_key
 from .options_base import LocationOptionsBase
 
 _LOGGER = logging.getLogger(__name__)
+
+
+def _cpu_has_aes() -> bool:
+    """True when the processor has AES instructions (x86 'aes' flag, ARM 'aes' feature)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return False
+    return any(
+        line.split(":", 1)[0].strip() in ("flags", "Features") and "aes" in line.split(":", 1)[-1].split()
+        for line in info.splitlines()
+    )
+
+
+# asyncssh runs ChaCha20-Poly1305 with Python glue per packet, while AES-GCM goes straight to
+# OpenSSL: on processors with AES instructions GCM uploads about 1.6x faster. A Raspberry Pi 4
+# has no AES instructions, so there ChaCha20 stays first.
+_FAST_AES = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
+_CHACHA = ("chacha20-poly1305@openssh.com",)
+_OTHERS = ("aes128-ctr", "aes192-ctr", "aes256-ctr")
+CIPHERS = list(_FAST_AES + _CHACHA + _OTHERS) if _cpu_has_aes() else list(_CHACHA + _FAST_AES + _OTHERS)
 
 PARTIAL_MARK = ".partial-"
 DEFAULT_TIMEOUT = 60.0
@@ -175,12 +197,8 @@ def normalize_folder(value: str) -> str:
 
 
 def _check_key(key: str) -> str:
-    parts = key.split("/")
-    if not key or any(p in ("", ".", "..") or "\x00" in p or "\\" in p for p in parts):
-        raise ValueError(f"invalid object key {key!r}")
-    if any(part.startswith(".") for part in parts):
-        # Names starting with '.' are this kind's temp files, and list() skips them.
-        raise ValueError(f"object key {key!r} must not have hidden parts")
+    # Names starting with '.' are this kind's temp files, and list() skips them.
+    split_key(key)
     return key
 
 
@@ -360,6 +378,7 @@ class SftpLocation:
                     x509_trusted_certs=None,
                     x509_trusted_cert_paths=[],
                     connect_timeout=self.timeout,
+                    encryption_algs=CIPHERS,
                     keepalive_interval=KEEPALIVE_SECONDS,
                     keepalive_count_max=KEEPALIVE_COUNT,
                 )

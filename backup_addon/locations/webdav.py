@@ -31,7 +31,7 @@ from ..errors import (
     LocationTimeout,
     LocationUnreachable,
 )
-from .base import StoredObject, Usage
+from .base import StoredObject, Usage, split_key
 from .options_base import LocationOptionsBase
 
 _LOGGER = logging.getLogger(__name__)
@@ -162,13 +162,7 @@ class _Entry:
 
 
 def _check_key(key: str) -> tuple[str, ...]:
-    parts = tuple(key.split("/"))
-    if not key or any(p in ("", ".", "..") for p in parts):
-        raise ValueError(f"invalid object key {key!r}: no empty parts, '.', '..' or leading '/'")
-    if any(ch < " " or ch in "\x7f\\" for ch in key):
-        raise ValueError(f"invalid object key {key!r}: no control characters or backslashes")
-    if any(p.startswith(".") for p in parts):
-        raise ValueError(f"object key {key!r} must not have hidden parts")
+    parts = tuple(split_key(key))
     if TEMP_NAME.match(parts[-1]):
         raise ValueError(f"object key {key!r} looks like a temporary upload")
     return parts

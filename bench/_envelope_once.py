@@ -53,28 +53,17 @@ from backup_addon.locations import FolderLocation
 from backup_addon.options import parse_options
 from backup_addon.pipeline import BackupRunner, Encryption, _read_file
 from backup_addon.supervisor import SupervisorGateway
+from bench._proc import status_kib
 
 KEY_ENV = "BENCH_ENVELOPE_KEY"
 SLUG = "bench0001"
-
-
-def _status_kib(field: str) -> int | None:
-    """A ``VmRSS``/``VmHWM`` line of /proc/self/status, in KiB (None where there is no /proc)."""
-    try:
-        with Path("/proc/self/status").open(encoding="ascii") as status:
-            for line in status:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
 
 
 class _Timer:
     """Wall and CPU time (all threads of this process) of the measured part only."""
 
     def __enter__(self) -> _Timer:
-        self.rss_before = _status_kib("VmRSS")
+        self.rss_before = status_kib("VmRSS")
         self._cpu = resource.getrusage(resource.RUSAGE_SELF)
         self._start = time.perf_counter()
         return self
@@ -218,7 +207,7 @@ def main(argv: list[str] | None = None) -> None:
         result = _securetar(args)
     else:
         result = asyncio.run(_pipeline(args))
-    result["vmhwm_kib"] = _status_kib("VmHWM")
+    result["vmhwm_kib"] = status_kib("VmHWM")
     result["ru_maxrss_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps(result), flush=True)
 

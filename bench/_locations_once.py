@@ -36,20 +36,10 @@ from typing import Any
 # Runnable as a script: make the project importable without installing it.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench._proc import status_kib
+
 SETTINGS_ENV = "BENCH_LOCATIONS_SETTINGS"
 CHUNK = 1 << 20
-
-
-def _status_kib(field: str) -> int | None:
-    """A ``VmRSS``/``VmHWM`` line of /proc/self/status, in KiB (None where there is no /proc)."""
-    try:
-        with Path("/proc/self/status").open(encoding="ascii") as status:
-            for line in status:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
 
 
 def build_location(settings: dict[str, Any]) -> Any:
@@ -94,10 +84,10 @@ class Source:
             while chunk := await asyncio.to_thread(handle.read, CHUNK):
                 self.sent += len(chunk)
                 while self._marks and self.sent >= self._marks[0][0]:
-                    self.rss_kib[self._marks.pop(0)[1]] = _status_kib("VmRSS")
+                    self.rss_kib[self._marks.pop(0)[1]] = status_kib("VmRSS")
                 yield chunk
         self.ended_at = time.perf_counter()
-        self.rss_kib["100%"] = _status_kib("VmRSS")
+        self.rss_kib["100%"] = status_kib("VmRSS")
 
 
 async def _sftp_cipher(settings: dict[str, Any]) -> str | None:
@@ -117,7 +107,7 @@ async def _run(args: argparse.Namespace, settings: dict[str, Any]) -> dict[str, 
     location = build_location(settings)
     source = Source(source_path, size)
     encrypted: bool | None = None
-    rss_before = _status_kib("VmRSS")
+    rss_before = status_kib("VmRSS")
     cpu = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()
     if args.feed == "fanout":
@@ -150,7 +140,7 @@ async def _run(args: argparse.Namespace, settings: dict[str, Any]) -> dict[str, 
         "cpu_sys": after.ru_stime - cpu.ru_stime,
         "rss_before_kib": rss_before,
         "rss_kib": source.rss_kib,
-        "hwm_kib": _status_kib("VmHWM"),
+        "hwm_kib": status_kib("VmHWM"),
         "bytes": size,
     }
     if args.report_session and settings["kind"] == "sftp":

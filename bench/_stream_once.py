@@ -44,18 +44,7 @@ from backup_addon.locations import FolderLocation
 from backup_addon.options import parse_options
 from backup_addon.pipeline import BackupRunner
 from backup_addon.supervisor import SupervisorGateway
-
-
-def _status_kib(field: str) -> int | None:
-    """A ``VmRSS``/``VmHWM`` line of /proc/self/status, in KiB (None where there is no /proc)."""
-    try:
-        with Path("/proc/self/status").open(encoding="ascii") as status:
-            for line in status:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
+from bench._proc import status_kib
 
 
 def _cpu_since(before: resource.struct_rusage) -> dict[str, float]:
@@ -92,7 +81,7 @@ async def _addon(args: argparse.Namespace) -> dict[str, object]:
             created_at=info.date,
             size_bytes=size,
         )
-        rss_before = _status_kib("VmRSS")
+        rss_before = status_kib("VmRSS")
         profiler = cProfile.Profile() if args.profile else None
         cpu_before = resource.getrusage(resource.RUSAGE_SELF)
         start = time.perf_counter()
@@ -124,7 +113,7 @@ async def _addon(args: argparse.Namespace) -> dict[str, object]:
 def _naive(args: argparse.Namespace) -> dict[str, object]:
     source = Path(args.backup_dir) / args.filename
     targets = [Path(d) / "naive.tar" for d in args.dest]
-    rss_before = _status_kib("VmRSS")
+    rss_before = status_kib("VmRSS")
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()
     digest = hashlib.sha256()
@@ -185,7 +174,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     result = asyncio.run(_addon(args)) if args.mode == "addon" else _naive(args)
-    result["vmhwm_kib"] = _status_kib("VmHWM")
+    result["vmhwm_kib"] = status_kib("VmHWM")
     result["ru_maxrss_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps(result), flush=True)
 

@@ -64,7 +64,7 @@ from typing import Any
 # The helpers shared with the streaming benchmark (imported, never edited); no .pyc next to them.
 sys.dont_write_bytecode = True
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_stream import BenchError, clear, run_measured, sha256_file  # noqa: E402
+from bench_stream import BenchError, check_space, clear, run_measured, sha256_file  # noqa: E402
 
 MIB = 1 << 20
 ROOT = Path(__file__).resolve().parents[1]
@@ -698,18 +698,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.settle < 0:
         parser.error("--settle must be >= 0")
     return args
-
-
-def check_space(where: Path, sizes: list[int]) -> None:
-    """Sizes run one after the other; the peak is the source plus the pipeline's two copies."""
-    largest = max(sizes) * MIB
-    need = 3 * largest + max(512 * MIB, largest // 10)
-    free = shutil.disk_usage(where).free
-    if free < need:
-        raise BenchError(
-            f"not enough free space in {where}: {free / 2**30:.1f} GiB free, about {need / 2**30:.1f} GiB "
-            f"needed (the {max(sizes)} MiB source + 2 copies at once + margin). Free some space or use --dir."
-        )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -521,14 +521,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def check_space(where: Path, sizes: list[int]) -> None:
-    """Sizes run one after the other; the peak is the archive plus two copies of the largest."""
+    """Sizes run one after the other; the peak is the largest source plus two copies of it."""
     largest = max(sizes) * MIB
     need = 3 * largest + max(512 * MIB, largest // 10)
     free = shutil.disk_usage(where).free
     if free < need:
         raise BenchError(
             f"not enough free space in {where}: {free / 2**30:.1f} GiB free, about {need / 2**30:.1f} GiB "
-            f"needed ({max(sizes)} MiB archive + 2 copies at once + margin). Free some space or use --dir."
+            f"needed (the {max(sizes)} MiB source + 2 copies at once + margin). Free some space or use --dir."
         )
 
 

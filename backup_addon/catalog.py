@@ -231,15 +231,6 @@ class Catalog:
         rows = self._db.execute("SELECT * FROM runs ORDER BY id DESC LIMIT ?", (limit,))
         return [_run(r) for r in rows]
 
-    def last_run(self, state: RunState | None = None) -> Run | None:
-        if state is None:
-            row = self._db.execute("SELECT * FROM runs ORDER BY id DESC LIMIT 1").fetchone()
-        else:
-            row = self._db.execute(
-                "SELECT * FROM runs WHERE state = ? ORDER BY id DESC LIMIT 1", (state,)
-            ).fetchone()
-        return None if row is None else _run(row)
-
     # --- backups and copies -----------------------------------------------------------------
 
     def record_backup(

@@ -9,7 +9,7 @@ from pathlib import Path
 from aiohttp import web
 
 from .app import SupervisorSim
-from .config import SimConfig
+from .config import DEFAULT_TIME_ZONE, SimConfig
 from .faults import DEFAULT_STAGE_DELAY, Faults
 
 MIB = 1 << 20
@@ -46,6 +46,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="S",
         help=f"seconds each backup job stage lasts (default {DEFAULT_STAGE_DELAY})",
     )
+    parser.add_argument(
+        "--time-zone",
+        default=DEFAULT_TIME_ZONE,
+        metavar="TZ",
+        help=f"Home Assistant's time zone in GET /core/api/config (default {DEFAULT_TIME_ZONE})",
+    )
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     args = parser.parse_args(argv)
     if args.payload_mib < 0:
@@ -64,6 +70,7 @@ def main(argv: list[str] | None = None) -> None:
         token=args.token,
         payload_bytes=args.payload_mib * MIB,
         mounts=list(args.mount),
+        time_zone=args.time_zone,
         faults=Faults(stage_delay=args.stage_delay),
     )
     sim = SupervisorSim(config)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .faults import Faults
 
@@ -12,6 +13,8 @@ SUPERVISOR_VERSION = "2026.08.0"
 HOMEASSISTANT_VERSION = "2026.8.3"
 LOCAL_LOCATION = ".local"
 CLOUD_LOCATION = ".cloud_backup"
+# The sample system's time zone (its configuration.yaml and the Supervisor's info say the same).
+DEFAULT_TIME_ZONE = "Europe/Amsterdam"
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +93,7 @@ class SimConfig:
     backups_exclude_database: bool = False
     days_until_stale: int = 30
     faults: Faults = field(default_factory=Faults)
+    time_zone: str = DEFAULT_TIME_ZONE
 
     def __post_init__(self) -> None:
         """Reject settings the real Supervisor could never have."""
@@ -101,6 +105,10 @@ class SimConfig:
                 raise ValueError(f"mount name {name!r} must match ^[A-Za-z0-9_]+$")
         if self.default_backup_mount and self.default_backup_mount not in self.mounts:
             raise ValueError("default_backup_mount must be one of mounts")
+        try:
+            ZoneInfo(self.time_zone)
+        except (ZoneInfoNotFoundError, ValueError) as err:
+            raise ValueError(f"time_zone {self.time_zone!r} is not an IANA time zone") from err
 
     @property
     def backup_dir(self) -> Path:

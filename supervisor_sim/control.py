@@ -7,7 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from .core_api import HA_BACKUP_KINDS, home_assistant_backup_body
+from .envelope import ApiError
 from .faults import Faults
+from .validation import validate_new_backup
 
 if TYPE_CHECKING:
     from .app import SupervisorSim
@@ -33,6 +36,8 @@ class SimControl:
             web.get("/_sim/calls", self.get_calls),
             web.delete("/_sim/calls", self.clear_calls),
             web.get("/_sim/state", self.get_state),
+            web.post("/_sim/core/restart", self.restart_core),
+            web.post("/_sim/others/backup", self.others_backup),
         ]
 
     async def get_faults(self, _request: web.Request) -> web.Response:
@@ -78,3 +83,32 @@ class SimControl:
                 "notifications": sim.core.notifications,
             }
         )
+
+    async def restart_core(self, _request: web.Request) -> web.Response:
+        """Home Assistant restarts: its states and persistent notifications are gone."""
+        self._sim.core.restart()
+        return web.json_response({"restarts": self._sim.core.restarts})
+
+    async def others_backup(self, request: web.Request) -> web.Response:
+        """Start a backup made by Home Assistant itself: ``{"kind": "automatic" | "manual" | "pre_update",
+        "addon"?: slug}``; answers once the job is validated, like a background request."""
+        try:
+            body: Any = json.loads(await request.text() or "{}")
+        except json.JSONDecodeError:
+            return _bad_request("body must be JSON")
+        if not isinstance(body, dict) or set(body) - {"kind", "addon"}:
+            return _bad_request('body must be {"kind": ..., "addon"?: ...}')
+        kind = body.get("kind")
+        if kind not in HA_BACKUP_KINDS:
+            return _bad_request(f"kind must be one of {', '.join(HA_BACKUP_KINDS)}")
+        config = self._sim.config
+        addon = config.addon(str(body.get("addon", "core_mosquitto"))) if kind == "pre_update" else None
+        if kind == "pre_update" and addon is None:
+            return _bad_request("addon must be the slug of an installed add-on")
+        payload = home_assistant_backup_body(kind, version=config.homeassistant_version, addon=addon)
+        try:
+            run, _task = self._sim.start_backup(validate_new_backup(payload, full=False))
+        except ApiError as err:
+            return web.json_response({"error": err.message}, status=err.status)
+        await run.validated.wait()
+        return web.json_response({"job_id": run.job.uuid, "name": payload["name"], "extra": payload["extra"]})

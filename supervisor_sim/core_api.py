@@ -6,15 +6,23 @@ import json
 import re
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
 
 from aiohttp import web
 
+from .config import DEFAULT_TIME_ZONE, HOMEASSISTANT_VERSION, LOCAL_LOCATION, AddonSpec
 from .jobs import utcnow_iso
 
 CORE_PREFIXES = ("/core/api", "/homeassistant/api")
 RE_ENTITY_ID = re.compile(r"^(?!.+__)(?!_)[\da-z_]+(?<!_)\.(?!_)[\da-z_]+(?<!_)$")
+
+# Home Assistant's own backups (made by its backup integration through the Supervisor).
+HA_BACKUP_KINDS = ("automatic", "manual", "pre_update")
+HA_INSTANCE_ID = "8b2f4c1d9e7a4f3ba6c5d0e1f2a3b4c5"
+# Shaped like the encryption key Home Assistant generates for its automatic backups.
+HA_ENCRYPTION_KEY = "K7QD-3MZP-8WXR-2HNV-5TJC-9BFL-4GYS"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +53,99 @@ class CoreState:
     calls: list[CoreCall] = field(default_factory=list)
     states: dict[str, dict[str, Any]] = field(default_factory=dict)
     notifications: dict[str, dict[str, Any]] = field(default_factory=dict)
+    time_zone: str = DEFAULT_TIME_ZONE
+    version: str = HOMEASSISTANT_VERSION
+    restarts: int = 0
+
+    def restart(self) -> None:
+        """Home Assistant restarted: posted states and persistent notifications live only in its
+        memory, so both are gone. The recorded calls stay (the proxy saw them)."""
+        self.states.clear()
+        self.notifications.clear()
+        self.restarts += 1
+
+    def config(self) -> dict[str, Any]:
+        """``GET /api/config`` as Home Assistant's ``Config.as_dict`` answers it."""
+        return {
+            "latitude": 52.3731,
+            "longitude": 4.8922,
+            "elevation": 0,
+            "unit_system": {
+                "length": "km",
+                "accumulated_precipitation": "mm",
+                "area": "m²",
+                "mass": "g",
+                "pressure": "Pa",
+                "temperature": "°C",
+                "volume": "L",
+                "wind_speed": "m/s",
+            },
+            "location_name": "Home",
+            "time_zone": self.time_zone,
+            "components": ["backup", "hassio", "http", "persistent_notification", "sensor"],
+            "config_dir": "/config",
+            "whitelist_external_dirs": ["/media", "/config/www"],
+            "allowlist_external_dirs": ["/media", "/config/www"],
+            "allowlist_external_urls": [],
+            "version": self.version,
+            "config_source": "storage",
+            "recovery_mode": False,
+            "state": "RUNNING",
+            "external_url": None,
+            "internal_url": None,
+            "currency": "EUR",
+            "country": "NL",
+            "language": "en",
+            "safe_mode": False,
+        }
+
+
+def home_assistant_backup_body(
+    kind: str, *, version: str, addon: AddonSpec | None = None, now: datetime | None = None
+) -> dict[str, Any]:
+    """Body of ``POST /backups/new/partial`` as Home Assistant's backup integration sends it.
+
+    ``automatic``: its scheduled backup (automatic settings, encrypted with its key);
+    ``manual``: one started in its backup page; ``pre_update``: the backup it makes before
+    updating ``addon``. Raises ValueError for another kind or a pre_update without an add-on.
+    """
+    now = now or datetime.now(UTC)
+    extra: dict[str, Any] = {
+        "instance_id": HA_INSTANCE_ID,
+        "with_automatic_settings": kind == "automatic",
+        "supervisor.backup_request_date": now.isoformat(),
+    }
+    body: dict[str, Any] = {
+        "compressed": True,
+        "location": [LOCAL_LOCATION],
+        "background": True,
+        "homeassistant": True,
+        "homeassistant_exclude_database": False,
+        "folders": ["ssl"],
+    }
+    if kind == "automatic":
+        body.update(name=f"Automatic backup {version}", addons="ALL", folders=["share", "ssl"])
+        body["password"] = HA_ENCRYPTION_KEY
+    elif kind == "manual":
+        body["name"] = f"Custom backup {version}"
+    elif kind == "pre_update":
+        if addon is None:
+            raise ValueError("a pre_update backup needs the add-on being updated")
+        body.update(
+            name=f"{addon.name} {addon.version}",
+            addons=[addon.slug],
+            folders=[],
+            homeassistant=False,
+            homeassistant_exclude_database=True,
+            password=HA_ENCRYPTION_KEY,
+        )
+        extra["supervisor.addon_update"] = addon.slug
+    else:
+        raise ValueError(f"kind must be one of {', '.join(HA_BACKUP_KINDS)}")
+    body["extra"] = extra
+    stem = re.sub(r"[^A-Za-z0-9.]+", "_", body["name"]).strip("_")
+    body["filename"] = f"{stem}_{now:%Y-%m-%d_%H.%M_%S%f}.tar"
+    return body
 
 
 def _core_json(data: Any, status: int = 200) -> web.Response:
@@ -84,6 +185,7 @@ class CoreApi:
         for prefix in CORE_PREFIXES:
             routes += [
                 web.get(f"{prefix}/", self.api_running),
+                web.get(f"{prefix}/config", self.get_config),
                 web.get(f"{prefix}/states", self.all_states),
                 web.get(f"{prefix}/states/{{entity_id}}", self.get_state),
                 web.post(f"{prefix}/states/{{entity_id}}", self.set_state),
@@ -108,6 +210,11 @@ class CoreApi:
         """``GET /api/``."""
         await self._record(request)
         return _message("API running.", 200)
+
+    async def get_config(self, request: web.Request) -> web.Response:
+        """``GET /api/config``."""
+        await self._record(request)
+        return _core_json(self.state.config())
 
     async def all_states(self, request: web.Request) -> web.Response:
         """``GET /api/states``."""

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from . import info, transfer
+from . import info, restore, transfer
 from .envelope import ApiError, api_ok
 from .validation import OPTIONS_SCHEMA, REMOVE_SCHEMA, parse_json_body, validate, validate_new_backup
 
@@ -44,6 +44,8 @@ class SupervisorApi:
             web.get("/backups/{slug}/info", self.backup_info),
             web.get("/backups/{slug}/download", self.backup_download),
             web.delete("/backups/{slug}", self.backup_remove),
+            web.post("/backups/{slug}/restore/full", self.restore_full),
+            web.post("/backups/{slug}/restore/partial", self.restore_partial),
         ]
 
     # -- info --------------------------------------------------------------------------------
@@ -156,3 +158,11 @@ class SupervisorApi:
             locations = [manager.resolve_location(name) for name in body["location"]]
         manager.remove(backup, locations)
         return api_ok()
+
+    async def restore_full(self, request: web.Request) -> web.Response:
+        """``POST /backups/<slug>/restore/full``."""
+        return await restore.restores(self._sim).handle(request, full=True)
+
+    async def restore_partial(self, request: web.Request) -> web.Response:
+        """``POST /backups/<slug>/restore/partial``."""
+        return await restore.restores(self._sim).handle(request, full=False)

@@ -23,6 +23,10 @@ COPY rootfs/ /
 RUN chmod 755 /etc/s6-overlay/s6-rc.d/backup_321/run /etc/s6-overlay/s6-rc.d/backup_321/finish \
     && python3 -m compileall -q /app/backup_addon
 
+# The container's main command: under s6-overlay only it holds the stdin that
+# hassio.addon_stdin writes to; it hands each line to the service through a FIFO.
+CMD ["python3", "-m", "backup_addon", "relay-stdin"]
+
 # The add-on's web server answers GET /health with 200 while its service loop is alive.
 HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
     CMD ["/bin/sh", "-c", "curl --fail --silent --max-time 8 --output /dev/null http://127.0.0.1:8099/health || exit 1"]

@@ -52,6 +52,24 @@ def _parser() -> argparse.ArgumentParser:
         which = tool.add_mutually_exclusive_group(required=True)
         which.add_argument("--kit", type=Path, help="the emergency kit (or any age identity file)")
         which.add_argument("--key", help="the encryption key itself (XXXX-XXXX-...)")
+    verify = commands.add_parser(
+        "verify",
+        help="prove that a downloaded copy (.tar.age or .tar) can be restored, without restoring it",
+        description="Run a restore drill on a copy: open the age envelope (if any), then open every part of "
+        "the backup with the key and read it to the end, without writing anything to disk. Prints what "
+        "the backup holds and any problem. Exit status: 0 restorable, 1 not restorable, 2 usage error.",
+    )
+    verify.add_argument("file", metavar="FILE", help="the copy: a .tar.age file or a plain .tar backup")
+    key_source = verify.add_mutually_exclusive_group(required=True)
+    key_source.add_argument("--kit", type=Path, help="the emergency kit (or any age identity file)")
+    key_source.add_argument("--key", help="the encryption key itself (XXXX-XXXX-...)")
+    relay = commands.add_parser(
+        "relay-stdin",
+        help="pass the container's standard input to the service (the container's main command)",
+        description="Copy each line of standard input (what hassio.addon_stdin sends) into the FIFO the "
+        "service reads commands from. Never exits on its own: the container stops when it does.",
+    )
+    relay.add_argument("--fifo", type=Path, default=None, help="the FIFO (default: /run/backup_321/commands)")
     return parser
 
 
@@ -63,6 +81,15 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(run_service())
     if args.command in ("kit", "decrypt", "encrypt"):
         return _tool(args)
+    if args.command == "relay-stdin":
+        from .stdin_relay import COMMANDS_FIFO
+        from .stdin_relay import main as relay_main
+
+        return relay_main(args.fifo or COMMANDS_FIFO)
+    if args.command == "verify":
+        from .verify import run_verify_command
+
+        return run_verify_command(args.file, kit=args.kit, key=args.key)
     from .demo import run_demo
 
     code: int = asyncio.run(run_demo(args.dir, port=args.port, once=args.once))

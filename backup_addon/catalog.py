@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -28,7 +28,9 @@ CREATE TABLE IF NOT EXISTS runs (
     slug TEXT,
     error TEXT,
     started_at TEXT NOT NULL,
-    finished_at TEXT
+    finished_at TEXT,
+    kind TEXT NOT NULL DEFAULT 'backup',
+    details TEXT NOT NULL DEFAULT '{}'
 );
 CREATE TABLE IF NOT EXISTS backups (
     slug TEXT PRIMARY KEY,
@@ -38,7 +40,9 @@ CREATE TABLE IF NOT EXISTS backups (
     created_at TEXT NOT NULL,
     size_bytes INTEGER,
     sha256 TEXT,
-    details TEXT NOT NULL DEFAULT '{}'
+    details TEXT NOT NULL DEFAULT '{}',
+    pinned INTEGER NOT NULL DEFAULT 0,
+    origin TEXT NOT NULL DEFAULT 'addon'
 );
 CREATE TABLE IF NOT EXISTS upload_journal (
     scope TEXT NOT NULL,
@@ -57,9 +61,25 @@ CREATE TABLE IF NOT EXISTS copies (
     error TEXT,
     started_at TEXT NOT NULL,
     committed_at TEXT,
+    level INTEGER NOT NULL DEFAULT 0,
+    checked_at TEXT,
+    verified_at TEXT,
+    drilled_at TEXT,
     PRIMARY KEY (slug, location)
 );
 """
+
+# Columns added after the first release, for catalogs created by it.
+_ADDED_COLUMNS = {
+    "runs": {"kind": "TEXT NOT NULL DEFAULT 'backup'", "details": "TEXT NOT NULL DEFAULT '{}'"},
+    "backups": {"pinned": "INTEGER NOT NULL DEFAULT 0", "origin": "TEXT NOT NULL DEFAULT 'addon'"},
+    "copies": {
+        "level": "INTEGER NOT NULL DEFAULT 0",
+        "checked_at": "TEXT",
+        "verified_at": "TEXT",
+        "drilled_at": "TEXT",
+    },
+}
 
 
 class RunState(StrEnum):
@@ -72,7 +92,24 @@ class RunState(StrEnum):
 class CopyState(StrEnum):
     WRITING = "writing"
     COMMITTED = "committed"
-    FAILED = "failed"
+    FAILED = "failed"  # the write did not finish
+    BAD = "bad"  # written, but a later check found it damaged or missing
+    DELETED = "deleted"  # removed by retention or by the user
+
+
+class ProofLevel(IntEnum):
+    """How strongly a copy is proven: each level includes the ones below."""
+
+    WRITTEN = 0  # the location accepted every byte
+    CHECKED = 1  # the size (and checksum, where the server has one) match what was sent
+    SCRUBBED = 2  # read back, decrypted and its sha256 matches the archive's
+    DRILLED = 3  # scrubbed, and every part of the archive was opened with the key: restorable
+
+
+class Origin(StrEnum):
+    ADDON = "addon"  # made by this add-on
+    HOMEASSISTANT = "homeassistant"  # Home Assistant's own automatic or manual backups
+    OTHER = "other"  # anything else found in the Supervisor
 
 
 INTERRUPTED = "interrupted: the add-on stopped before this finished"
@@ -88,6 +125,8 @@ class Run:
     error: str | None
     started_at: datetime
     finished_at: datetime | None
+    kind: str = "backup"
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +140,15 @@ class Copy:
     sha256: str | None
     error: str | None
     committed_at: datetime | None
+    level: ProofLevel = ProofLevel.WRITTEN
+    checked_at: datetime | None = None
+    verified_at: datetime | None = None
+    drilled_at: datetime | None = None
+
+    @property
+    def good(self) -> bool:
+        """The copy exists and nothing found it damaged."""
+        return self.state is CopyState.COMMITTED
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +160,9 @@ class BackupRecord:
     created_at: datetime
     size_bytes: int | None
     sha256: str | None
+    pinned: bool = False
+    origin: Origin = Origin.ADDON
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,11 +191,26 @@ class Catalog:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(_SCHEMA)
+        self._add_missing_columns()
         if self.get_meta("schema_version") is None:
             self.set_meta("schema_version", str(SCHEMA_VERSION))
 
     def close(self) -> None:
         self._db.close()
+
+    def _add_missing_columns(self) -> None:
+        for table, columns in _ADDED_COLUMNS.items():
+            present = {row["name"] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            for name, definition in columns.items():
+                if name not in present:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {definition}")
+        if self.get_meta("schema_version") not in (None, str(SCHEMA_VERSION)):
+            self.set_meta("schema_version", str(SCHEMA_VERSION))
+
+    def integrity_problems(self) -> list[str]:
+        """SQLite's own integrity check; empty when the file is sound."""
+        rows = self._db.execute("PRAGMA integrity_check").fetchall()
+        return [str(r[0]) for r in rows if str(r[0]) != "ok"]
 
     def _write(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
         self._db.execute("BEGIN IMMEDIATE")
@@ -184,7 +250,9 @@ class Catalog:
         runs = [r["id"] for r in self._db.execute("SELECT id FROM runs WHERE state = ?", (RunState.RUNNING,))]
         copies = [
             (r["slug"], r["location"])
-            for r in self._db.execute("SELECT slug, location FROM copies WHERE state = ?", (CopyState.WRITING,))
+            for r in self._db.execute(
+                "SELECT slug, location FROM copies WHERE state = ?", (CopyState.WRITING,)
+            )
         ]
         now = _now()
         self._db.execute("BEGIN IMMEDIATE")
@@ -204,10 +272,10 @@ class Catalog:
 
     # --- runs -------------------------------------------------------------------------------
 
-    def start_run(self, trigger: str) -> int:
+    def start_run(self, trigger: str, kind: str = "backup") -> int:
         cursor = self._write(
-            "INSERT INTO runs (trigger, state, started_at) VALUES (?, ?, ?)",
-            (trigger, RunState.RUNNING, _now()),
+            "INSERT INTO runs (trigger, state, started_at, kind) VALUES (?, ?, ?, ?)",
+            (trigger, RunState.RUNNING, _now(), kind),
         )
         assert cursor.lastrowid is not None
         return cursor.lastrowid
@@ -221,14 +289,22 @@ class Catalog:
             (state, error, _now(), run_id),
         )
 
+    def set_run_details(self, run_id: int, details: dict[str, Any]) -> None:
+        self._write("UPDATE runs SET details = ? WHERE id = ?", (json.dumps(details, default=str), run_id))
+
     def run(self, run_id: int) -> Run:
         row = self._db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
         if row is None:
             raise KeyError(run_id)
         return _run(row)
 
-    def recent_runs(self, limit: int = 20) -> list[Run]:
-        rows = self._db.execute("SELECT * FROM runs ORDER BY id DESC LIMIT ?", (limit,))
+    def recent_runs(self, limit: int = 20, kind: str | None = None) -> list[Run]:
+        if kind is None:
+            rows = self._db.execute("SELECT * FROM runs ORDER BY id DESC LIMIT ?", (limit,))
+        else:
+            rows = self._db.execute(
+                "SELECT * FROM runs WHERE kind = ? ORDER BY id DESC LIMIT ?", (kind, limit)
+            )
         return [_run(r) for r in rows]
 
     # --- backups and copies -----------------------------------------------------------------
@@ -243,16 +319,29 @@ class Catalog:
         created_at: datetime,
         size_bytes: int | None,
         details: dict[str, Any] | None = None,
+        origin: Origin = Origin.ADDON,
     ) -> None:
         self._write(
-            "INSERT INTO backups (slug, run_id, name, type, created_at, size_bytes, details) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(slug) DO UPDATE SET "
+            "INSERT INTO backups (slug, run_id, name, type, created_at, size_bytes, details, origin) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(slug) DO UPDATE SET "
             "name = excluded.name, size_bytes = excluded.size_bytes, details = excluded.details",
-            (slug, run_id, name, type, created_at.isoformat(), size_bytes, json.dumps(details or {})),
+            (slug, run_id, name, type, created_at.isoformat(), size_bytes, json.dumps(details or {}), origin),
         )
 
+    def set_pinned(self, slug: str, pinned: bool) -> None:
+        self._write("UPDATE backups SET pinned = ? WHERE slug = ?", (int(pinned), slug))
+
+    def forget_backup(self, slug: str) -> None:
+        """Drop a backup that exists nowhere any more, with its copies."""
+        self._db.execute("BEGIN IMMEDIATE")
+        self._db.execute("DELETE FROM copies WHERE slug = ?", (slug,))
+        self._db.execute("DELETE FROM backups WHERE slug = ?", (slug,))
+        self._db.execute("COMMIT")
+
     def set_backup_hash(self, slug: str, size_bytes: int, sha256: str) -> None:
-        self._write("UPDATE backups SET size_bytes = ?, sha256 = ? WHERE slug = ?", (size_bytes, sha256, slug))
+        self._write(
+            "UPDATE backups SET size_bytes = ?, sha256 = ? WHERE slug = ?", (size_bytes, sha256, slug)
+        )
 
     def backup(self, slug: str) -> BackupRecord | None:
         row = self._db.execute("SELECT * FROM backups WHERE slug = ?", (slug,)).fetchone()
@@ -265,7 +354,8 @@ class Catalog:
         self._write(
             "INSERT INTO copies (slug, location, kind, key, state, started_at) VALUES (?, ?, ?, ?, ?, ?) "
             "ON CONFLICT(slug, location) DO UPDATE SET kind = excluded.kind, key = excluded.key, "
-            "state = excluded.state, started_at = excluded.started_at, error = NULL, committed_at = NULL",
+            "state = excluded.state, started_at = excluded.started_at, error = NULL, committed_at = NULL, "
+            "level = 0, checked_at = NULL, verified_at = NULL, drilled_at = NULL",
             (slug, location, kind, key, CopyState.WRITING, _now()),
         )
 
@@ -281,6 +371,35 @@ class Catalog:
             "UPDATE copies SET state = ?, error = ? WHERE slug = ? AND location = ?",
             (CopyState.FAILED, error, slug, location),
         )
+
+    def copy_checked(self, slug: str, location: str, level: ProofLevel) -> None:
+        """Record a successful proof; the copy keeps the strongest level it has reached."""
+        now = _now()
+        drilled = now if level >= ProofLevel.DRILLED else None
+        self._write(
+            "UPDATE copies SET level = MAX(level, ?), checked_at = ?, verified_at = ?, "
+            "drilled_at = COALESCE(?, drilled_at), error = NULL WHERE slug = ? AND location = ? AND state = ?",
+            (int(level), now, now, drilled, slug, location, CopyState.COMMITTED),
+        )
+
+    def copy_bad(self, slug: str, location: str, error: str) -> None:
+        """A check found the copy damaged or missing: it no longer counts anywhere."""
+        self._write(
+            "UPDATE copies SET state = ?, error = ?, checked_at = ? WHERE slug = ? AND location = ?",
+            (CopyState.BAD, error, _now(), slug, location),
+        )
+
+    def copy_deleted(self, slug: str, location: str) -> None:
+        self._write(
+            "UPDATE copies SET state = ?, checked_at = ? WHERE slug = ? AND location = ?",
+            (CopyState.DELETED, _now(), slug, location),
+        )
+
+    def copy(self, slug: str, location: str) -> Copy | None:
+        row = self._db.execute(
+            "SELECT * FROM copies WHERE slug = ? AND location = ?", (slug, location)
+        ).fetchone()
+        return None if row is None else _copy(row)
 
     def copies(self, slug: str | None = None) -> list[Copy]:
         if slug is None:
@@ -300,6 +419,8 @@ def _run(row: sqlite3.Row) -> Run:
         error=row["error"],
         started_at=datetime.fromisoformat(row["started_at"]),
         finished_at=_dt(row["finished_at"]),
+        kind=row["kind"],
+        details=dict(json.loads(row["details"] or "{}")),
     )
 
 
@@ -314,6 +435,10 @@ def _copy(row: sqlite3.Row) -> Copy:
         sha256=row["sha256"],
         error=row["error"],
         committed_at=_dt(row["committed_at"]),
+        level=ProofLevel(row["level"]),
+        checked_at=_dt(row["checked_at"]),
+        verified_at=_dt(row["verified_at"]),
+        drilled_at=_dt(row["drilled_at"]),
     )
 
 
@@ -326,6 +451,9 @@ def _backup(row: sqlite3.Row) -> BackupRecord:
         created_at=datetime.fromisoformat(row["created_at"]),
         size_bytes=row["size_bytes"],
         sha256=row["sha256"],
+        pinned=bool(row["pinned"]),
+        origin=Origin(row["origin"]),
+        details=dict(json.loads(row["details"] or "{}")),
     )
 
 

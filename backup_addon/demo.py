@@ -53,8 +53,7 @@ def _write_default_options(data_dir: Path, locations_dir: Path) -> None:
     if options_file.exists():
         return
     options = {
-        "backup_time": "04:45",
-        "backup_type": "full",
+        "schedules": [{"type": "full", "days": "daily", "time": "04:45"}],
         "supervisor_locations": [DEMO_MOUNT],
         "locations": [
             {"name": name, "kind": "folder", "path": str(locations_dir / folder)}

@@ -61,3 +61,7 @@ class LocationAuthFailed(LocationError):
 
 class LocationTimeout(LocationUnreachable):
     """The location did not answer in time."""
+
+
+class NotEnoughSpace(AddonError):
+    """Home Assistant's backup folder cannot take another backup."""

@@ -17,10 +17,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import InvalidOptions
 from .locations.folder import FolderLocationOptions
-from .locations.s3 import S3LocationOptions
-from .locations.sftp import SftpLocationOptions
-from .locations.smb import SmbLocationOptions
-from .locations.webdav import WebdavLocationOptions
+from .locations.s3_options import S3LocationOptions
+from .locations.sftp_options import SftpLocationOptions
+from .locations.smb_options import SmbLocationOptions
+from .locations.webdav_options import WebdavLocationOptions
+from .schedule import Schedule, check_cron, parse_days, parse_time
 
 
 class BackupType(StrEnum):
@@ -33,6 +34,14 @@ class Folder(StrEnum):
     ADDONS_LOCAL = "addons/local"
     SSL = "ssl"
     MEDIA = "media"
+
+
+class OtherBackups(StrEnum):
+    """What to do with backups the add-on did not make (Home Assistant's own, for example)."""
+
+    IGNORE = "ignore"
+    MIRROR = "mirror"
+    MIRROR_AND_REMOVE_LOCAL = "mirror_and_remove_local"
 
 
 class LogLevel(StrEnum):
@@ -55,8 +64,62 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class ScheduleOptions(_Strict):
+    """One entry of `schedules`: when to make which kind of backup."""
+
+    type: BackupType = BackupType.FULL
+    days: str = "daily"
+    time: str | None = None
+    cron: str | None = None
+
+    @field_validator("days")
+    @classmethod
+    def _days(cls, value: str) -> str:
+        parse_days(value)
+        return value
+
+    @field_validator("time")
+    @classmethod
+    def _time(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not TIME_OF_DAY.match(value):
+            raise ValueError(
+                "must be a time of day as HH:MM in 24-hour form, e.g. 04:45; leave it out to start "
+                "between 04:45 and 05:45"
+            )
+        return value
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        return check_cron(value)
+
+    def schedule(self) -> Schedule:
+        if self.cron is not None:
+            return Schedule(type=self.type, days=frozenset(), time=None, cron=self.cron)
+        return Schedule(type=self.type, days=parse_days(self.days), time=parse_time(self.time or ""))
+
+
+class RetentionOptions(_Strict):
+    """How many backups to keep; each rule keeps what it selects, 0 turns a rule off."""
+
+    keep_last: int = Field(default=3, ge=0, le=1000)
+    keep_days: int = Field(default=0, ge=0, le=36500)
+    keep_daily: int = Field(default=0, ge=0, le=1000)
+    keep_weekly: int = Field(default=0, ge=0, le=1000)
+    keep_monthly: int = Field(default=0, ge=0, le=1000)
+    keep_yearly: int = Field(default=0, ge=0, le=100)
+
+
 LocationOptions = Annotated[
-    FolderLocationOptions | S3LocationOptions | SftpLocationOptions | SmbLocationOptions | WebdavLocationOptions,
+    FolderLocationOptions
+    | S3LocationOptions
+    | SftpLocationOptions
+    | SmbLocationOptions
+    | WebdavLocationOptions,
     Field(discriminator="kind"),
 ]
 
@@ -64,14 +127,26 @@ LocationOptions = Annotated[
 class AddonOptions(_Strict):
     """Everything in /data/options.json."""
 
-    backup_time: str = "04:45"
-    backup_type: BackupType = BackupType.FULL
+    schedules: list[ScheduleOptions] = [ScheduleOptions()]
     include_homeassistant: bool = True
     include_addons: list[str] = []
     include_folders: list[Folder] = []
     exclude_database: bool = False
     supervisor_locations: list[str] = []
     locations: list[LocationOptions] = []
+    keep_last: int = Field(default=3, ge=0, le=1000)
+    keep_days: int = Field(default=0, ge=0, le=36500)
+    keep_daily: int = Field(default=0, ge=0, le=1000)
+    keep_weekly: int = Field(default=0, ge=0, le=1000)
+    keep_monthly: int = Field(default=0, ge=0, le=1000)
+    keep_yearly: int = Field(default=0, ge=0, le=100)
+    max_deletions_per_run: int = Field(default=2, ge=0, le=1000)
+    prune_other_backups: bool = False
+    other_backups: OtherBackups = OtherBackups.IGNORE
+    scrub_days: int = Field(default=30, ge=0, le=3650)
+    drill_days: int = Field(default=7, ge=0, le=3650)
+    verify_limit_mbit: float | None = None
+    notify: bool = True
     encryption_key: str | None = None
     age_recipients: list[str] = []
     log_level: LogLevel = LogLevel.INFO
@@ -102,12 +177,25 @@ class AddonOptions(_Strict):
             raise ValueError("lists a public key twice")
         return value
 
-    @field_validator("backup_time")
+    @field_validator("verify_limit_mbit")
     @classmethod
-    def _time(cls, value: str) -> str:
-        if not TIME_OF_DAY.match(value):
-            raise ValueError("must be a time of day as HH:MM in 24-hour form, e.g. 04:45")
+    def _verify_limit(cls, value: float | None) -> float | None:
+        if value is not None and not 0.1 <= value <= 10_000:
+            raise ValueError(
+                "must be between 0.1 and 10000 megabits per second, e.g. 20; leave it out for no limit"
+            )
         return value
+
+    def retention(self) -> RetentionOptions:
+        """The retention every location uses unless it sets its own."""
+        return RetentionOptions(
+            keep_last=self.keep_last,
+            keep_days=self.keep_days,
+            keep_daily=self.keep_daily,
+            keep_weekly=self.keep_weekly,
+            keep_monthly=self.keep_monthly,
+            keep_yearly=self.keep_yearly,
+        )
 
     @field_validator("include_addons")
     @classmethod
@@ -159,6 +247,11 @@ def _describe(error: dict[str, Any]) -> str:
     if kind == "union_tag_invalid":
         allowed = error.get("ctx", {}).get("expected_tags", "")
         return f"{where}: kind {error['ctx'].get('tag')!r} is not known; use one of {allowed}"
+    if kind in ("greater_than_equal", "less_than_equal"):
+        ctx = error.get("ctx", {})
+        bound = ctx.get("ge", ctx.get("le"))
+        word = "at least" if kind == "greater_than_equal" else "at most"
+        return f"{where}: must be {word} {bound}"
     if kind == "missing":
         return f"{where}: missing; this option is required"
     message = str(error["msg"]).removeprefix("Value error, ")

@@ -9,15 +9,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
+from typing import Any
 
 from aiohasupervisor import models
 
 from . import __version__
-from .catalog import Catalog, CopyState, RunState
+from .catalog import Catalog, CopyState, Origin, ProofLevel, RunState
 from .errors import AddonError, LocationError, LocationFull, MountUnavailable, SourceError
 from .fanout import CHUNK_SIZE, FanoutResult, SinkResult, Writer, fan_out, rechunk
 from .locations import Location, StoredObject
@@ -70,6 +71,34 @@ class RunInProgress(AddonError):
     """A backup run is already going on."""
 
 
+@dataclass(frozen=True, slots=True)
+class ManualBackup:
+    """What one backup holds: everything (full) or a choice (partial)."""
+
+    type: BackupType = BackupType.FULL
+    name: str | None = None
+    homeassistant: bool = True
+    addons: list[str] = field(default_factory=list)
+    folders: list[str] = field(default_factory=list)
+    exclude_database: bool = False
+
+
+@dataclass(slots=True)
+class RunProgress:
+    """What the run in progress is doing, for the panel."""
+
+    run_id: int
+    kind: str
+    stage: str
+    started_at: datetime
+    slug: str | None = None
+    bytes_by_location: dict[str, int] = field(default_factory=dict)
+    expected_bytes: int | None = None
+
+
+type ProgressListener = Callable[[RunProgress | None], None]
+
+
 def object_key(instance_id: str, created: datetime, slug: str, suffix: str = ".tar") -> str:
     """Where a copy lives inside an add-on-managed location."""
     stamp = created.astimezone(UTC).strftime("%Y-%m-%d_%H%M%S")
@@ -98,37 +127,89 @@ class BackupRunner:
         self.encryption = encryption
         self.plain_locations = frozenset(loc.name for loc in options.locations if not loc.envelope)
         self.chunk_size = chunk_size
+        self.tz: tzinfo | None = None
+        self.progress: RunProgress | None = None
+        self.listeners: list[ProgressListener] = []
+        self.after_commit: list[Callable[[str, Location, str], Awaitable[None]]] = []
+        self.on_start: list[Callable[[int, str, ManualBackup | None], Awaitable[None]]] = []
         self._lock = asyncio.Lock()
+
+    def _progress(self, **changes: object) -> None:
+        if self.progress is None:
+            return
+        for name, value in changes.items():
+            setattr(self.progress, name, value)
+        self._notify()
+
+    def _notify(self) -> None:
+        for listener in self.listeners:
+            listener(self.progress)
+
+    def _count(self, name: str, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        async def counted() -> AsyncIterator[bytes]:
+            sent = 0
+            async for chunk in chunks:
+                sent += len(chunk)
+                if self.progress is not None:
+                    self.progress.bytes_by_location[name] = sent
+                yield chunk
+
+        return counted()
 
     @property
     def running(self) -> bool:
         return self._lock.locked()
 
-    def _request(self, now: datetime) -> BackupRequest:
+    def default_backup(self, type: BackupType = BackupType.FULL) -> ManualBackup:
+        """A backup of the given type with the partial choices from the options."""
         opts = self.options
-        local_now = now.astimezone()
-        stamp = now.astimezone(UTC).strftime("%Y%m%d_%H%M%S")
-        return BackupRequest(
-            name=f"3-2-1 Backup {local_now:%Y-%m-%d %H:%M}",
-            full=opts.backup_type is BackupType.FULL,
-            filename=f"backup_321_{stamp}_{secrets.token_hex(3)}.tar",
-            locations=[LOCAL, *opts.supervisor_locations],
+        return ManualBackup(
+            type=type,
             homeassistant=opts.include_homeassistant,
             addons=list(opts.include_addons),
             folders=[str(f) for f in opts.include_folders],
             exclude_database=opts.exclude_database,
+        )
+
+    def _request(self, now: datetime, what: ManualBackup) -> BackupRequest:
+        opts = self.options
+        local_now = now.astimezone(self.tz)
+        stamp = now.astimezone(UTC).strftime("%Y%m%d_%H%M%S")
+        kind = "" if what.type is BackupType.FULL else " (partial)"
+        return BackupRequest(
+            name=what.name or f"3-2-1 Backup {local_now:%Y-%m-%d %H:%M}{kind}",
+            full=what.type is BackupType.FULL,
+            filename=f"backup_321_{stamp}_{secrets.token_hex(3)}.tar",
+            locations=[LOCAL, *opts.supervisor_locations],
+            homeassistant=what.homeassistant,
+            addons=list(what.addons),
+            folders=list(what.folders),
+            exclude_database=what.exclude_database,
             password=self.encryption.password if self.encryption else None,
             extra={"created_by": CREATED_BY, "addon_version": __version__},
         )
 
-    async def run(self, trigger: str) -> RunResult:
+    async def run(
+        self, trigger: str, what: ManualBackup | None = None, *, mirror: str | None = None
+    ) -> RunResult:
+        """Make a backup (or, with `mirror`, copy an existing one) and copy it everywhere."""
         if self._lock.locked():
             raise RunInProgress("A backup is already running; wait for it to finish.")
         async with self._lock:
-            run_id = self.catalog.start_run(trigger)
+            kind = "backup" if mirror is None else "mirror"
+            run_id = self.catalog.start_run(trigger, kind)
+            self.progress = RunProgress(
+                run_id=run_id, kind=kind, stage="starting", started_at=datetime.now(UTC)
+            )
+            self._notify()
             _LOGGER.info("Backup run %d started (%s)", run_id, trigger)
+            for hook in self.on_start:
+                await hook(run_id, trigger, what)
             try:
-                result = await self._run(run_id)
+                if mirror is None:
+                    result = await self._run(run_id, what or self.default_backup())
+                else:
+                    result = await self._mirror(run_id, mirror)
             except asyncio.CancelledError:
                 reason = "stopped: the add-on was shut down during the run"
                 self.catalog.fail_unfinished_copies(reason)
@@ -142,6 +223,9 @@ class BackupRunner:
                 self.catalog.finish_run(run_id, RunState.FAILED, f"unexpected error: {err!r}")
                 _LOGGER.exception("Backup run %d failed unexpectedly", run_id)
                 return RunResult(run_id=run_id, state=RunState.FAILED, error=f"unexpected error: {err!r}")
+            finally:
+                self.progress = None
+                self._notify()
             self.catalog.finish_run(run_id, result.state, result.error)
             _LOGGER.info(
                 "Backup run %d %s: %s",
@@ -151,11 +235,15 @@ class BackupRunner:
             )
             return result
 
-    async def _run(self, run_id: int) -> RunResult:
-        now = datetime.now(UTC)
-        request = self._request(now)
+    def _stage(self, run_id: int, stage: str, *, slug: str | None = None) -> None:
+        self.catalog.set_stage(run_id, stage, slug=slug)
+        self._progress(stage=stage, **({"slug": slug} if slug else {}))
 
-        self.catalog.set_stage(run_id, "requesting")
+    async def _run(self, run_id: int, what: ManualBackup) -> RunResult:
+        now = datetime.now(UTC)
+        request = self._request(now, what)
+
+        self._stage(run_id, "requesting")
         unavailable: dict[str, str] = {}
         while True:
             try:
@@ -166,17 +254,17 @@ class BackupRunner:
                 _LOGGER.error("%s", err)
                 unavailable[err.mount] = str(err)
                 request = replace(request, locations=[loc for loc in request.locations if loc != err.mount])
-        self.catalog.set_stage(run_id, "supervisor_backup")
+        self._stage(run_id, "supervisor_backup")
 
         def on_stage(stage: str) -> None:
-            self.catalog.set_stage(run_id, f"supervisor:{stage}")
+            self._stage(run_id, f"supervisor:{stage}")
 
         outcome = await self.gateway.wait_for_job(job_id, on_stage)
         slug = outcome.slug
         for warning in outcome.warnings:
             _LOGGER.warning("Backup %s: %s", slug, warning)
         info = await self.gateway.backup_info(slug)
-        self.catalog.set_stage(run_id, "recording", slug=slug)
+        self._stage(run_id, "recording", slug=slug)
         self.catalog.record_backup(
             slug=slug,
             run_id=run_id,
@@ -199,8 +287,9 @@ class BackupRunner:
 
         sha256 = size = None
         if self.locations:
-            self.catalog.set_stage(run_id, "copying", slug=slug)
-            streamed = await self._stream_copies(slug, info.date, self._size(info), request.filename)
+            streamed = await self._copy_everywhere(
+                run_id, slug, info.date, self._size(info), request.filename
+            )
             copies.extend(streamed[0])
             sha256, size = streamed[1], streamed[2]
 
@@ -217,6 +306,96 @@ class BackupRunner:
             warnings=outcome.warnings,
             error=error,
         )
+
+    async def _mirror(self, run_id: int, slug: str) -> RunResult:
+        """Copy a backup the Supervisor already holds (one the add-on did not make)."""
+        info = await self.gateway.backup_info(slug)
+        self._stage(run_id, "recording", slug=slug)
+        known = self.catalog.backup(slug)
+        self.catalog.record_backup(
+            slug=slug,
+            run_id=None if known is None else known.run_id,
+            name=info.name,
+            type=str(info.type),
+            created_at=info.date,
+            size_bytes=self._size(info),
+            details={
+                "locations": sorted(info.location_attributes),
+                "protected": any(a.protected for a in info.location_attributes.values()),
+                "extra": dict(info.extra or {}),
+            },
+            origin=origin_of(info.extra),
+        )
+        copies, sha256, size = await self._copy_everywhere(run_id, slug, info.date, self._size(info), "")
+        failed = [c for c in copies if not c.ok]
+        return RunResult(
+            run_id=run_id,
+            state=RunState.SUCCEEDED if not failed else RunState.PARTIAL,
+            slug=slug,
+            sha256=sha256,
+            size=size,
+            copies=copies,
+            error="; ".join(f"{c.location}: {c.error}" for c in failed) or None,
+        )
+
+    async def _copy_everywhere(
+        self, run_id: int, slug: str, created: datetime, expected_size: int | None, filename: str
+    ) -> tuple[list[CopyResult], str | None, int | None]:
+        """Stream the copies, check each one, and write once more where a check failed."""
+        self._stage(run_id, "copying", slug=slug)
+        self._progress(expected_bytes=expected_size, bytes_by_location={})
+        results, sha256, size = await self._stream_copies(
+            slug, created, expected_size, filename, self.locations
+        )
+        self._stage(run_id, "checking", slug=slug)
+        by_name = {loc.name: loc for loc in self.locations}
+        for index, result in enumerate(results):
+            if not result.ok or result.key is None:
+                continue
+            location = by_name[result.location]
+            problem = await self._check_copy(location, result.key, result.size)
+            if problem is None:
+                self.catalog.copy_checked(slug, location.name, ProofLevel.CHECKED)
+                await self._after_commit(slug, location, result.key)
+                continue
+            _LOGGER.warning(
+                "Copy of %s to %s failed its check (%s); writing it again", slug, location.name, problem
+            )
+            self.catalog.copy_bad(slug, location.name, problem)
+            self._stage(run_id, "copying again", slug=slug)
+            again, _, _ = await self._stream_copies(slug, created, expected_size, filename, [location])
+            retry = again[0]
+            if retry.ok and retry.key is not None:
+                problem = await self._check_copy(location, retry.key, retry.size)
+                if problem is None:
+                    self.catalog.copy_checked(slug, location.name, ProofLevel.CHECKED)
+                    await self._after_commit(slug, location, retry.key)
+                    results[index] = retry
+                    continue
+                self.catalog.copy_bad(slug, location.name, problem)
+                retry = replace(retry, ok=False, error=problem)
+            results[index] = retry
+        return results, sha256, size
+
+    async def _after_commit(self, slug: str, location: Location, key: str) -> None:
+        for hook in self.after_commit:
+            try:
+                await hook(slug, location, key)
+            except Exception as err:  # a missing sidecar must not fail the copy itself
+                _LOGGER.warning("After copying %s to %s: %s", slug, location.name, _error_text(err))
+
+    @staticmethod
+    async def _check_copy(location: Location, key: str, size: int | None) -> str | None:
+        """Level 1: the location reports the object complete, with the size that was sent."""
+        try:
+            stored = await location.stat(key)
+        except LocationError as err:
+            return f"could not check the copy: {_error_text(err)}"
+        if stored is None:
+            return "the copy is missing right after it was written"
+        if size is not None and stored.size != size:
+            return f"the location holds {stored.size} bytes but {size} were sent: the copy is incomplete"
+        return None
 
     @staticmethod
     def _size(info: models.BackupComplete) -> int | None:
@@ -237,6 +416,8 @@ class BackupRunner:
             present = attributes.get(name)
             if present is not None:
                 self.catalog.copy_committed(slug, name, present.size_bytes, None)
+                # The Supervisor wrote and listed it: as strong as a location's own size check.
+                self.catalog.copy_checked(slug, name, ProofLevel.CHECKED)
                 results.append(CopyResult(name, "supervisor", True))
                 continue
             related = [w for w in warnings if name in w]
@@ -247,7 +428,7 @@ class BackupRunner:
 
     def _source(self, slug: str, filename: str) -> AsyncIterator[bytes]:
         local_file = self.backup_dir / filename
-        if local_file.is_file():
+        if filename and local_file.is_file():
             return _read_file(local_file, self.chunk_size)
         return rechunk(self.gateway.download(slug), self.chunk_size)
 
@@ -255,23 +436,23 @@ class BackupRunner:
         return self.encryption is not None and location.name not in self.plain_locations
 
     async def _stream_copies(
-        self, slug: str, created: datetime, expected_size: int | None, filename: str
+        self, slug: str, created: datetime, expected_size: int | None, filename: str, targets: list[Location]
     ) -> tuple[list[CopyResult], str | None, int | None]:
-        """Read the archive once; write it plain or enveloped to every location."""
+        """Read the archive once; write it plain or enveloped to every target location."""
         base_key = object_key(self.catalog.instance_id(), created, slug)
-        keys = {loc.name: base_key + (ENVELOPE_SUFFIX if self._sealed(loc) else "") for loc in self.locations}
-        kinds = {loc.name: loc.kind for loc in self.locations}
+        keys = {loc.name: base_key + (ENVELOPE_SUFFIX if self._sealed(loc) else "") for loc in targets}
+        kinds = {loc.name: loc.kind for loc in targets}
         results: dict[str, CopyResult] = {}
         plain: dict[str, Writer] = {}
         sealed: dict[str, Writer] = {}
-        for location in self.locations:
+        for location in targets:
             name = location.name
             self.catalog.copy_started(slug, name, location.kind, keys[name])
             problem = await self._preflight(location, expected_size)
             if problem is not None:
                 self._copy_failed(results, slug, name, kinds[name], keys[name], problem)
                 continue
-            (sealed if self._sealed(location) else plain)[name] = _writer(location, keys[name])
+            (sealed if self._sealed(location) else plain)[name] = self._writer(location, keys[name])
 
         writers = dict(plain)
         if sealed:
@@ -292,11 +473,13 @@ class BackupRunner:
             except AddonError as err:
                 for name in writers.keys() - {SEALED} | sealed.keys():
                     self._copy_failed(results, slug, name, kinds[name], keys[name], str(err))
-                return [results[loc.name] for loc in self.locations], None, None
+                return [results[loc.name] for loc in targets], None, None
             assert outcome.sha256 is not None  # the outer fan-out always hashes the archive
             self.catalog.set_backup_hash(slug, outcome.size, outcome.sha256)
 
-            stored: dict[str, tuple[SinkResult, str | None]] = {n: (outcome.sinks[n], outcome.sha256) for n in plain}
+            stored: dict[str, tuple[SinkResult, str | None]] = {
+                n: (outcome.sinks[n], outcome.sha256) for n in plain
+            }
             if sealed:
                 branch = outcome.sinks[SEALED]
                 for name in sealed:
@@ -311,8 +494,14 @@ class BackupRunner:
                 else:
                     error = _error_text(sink.error) if sink.error else "the location stored nothing"
                     self._copy_failed(results, slug, name, kinds[name], keys[name], error)
-            return [results[loc.name] for loc in self.locations], outcome.sha256, outcome.size
-        return [results[loc.name] for loc in self.locations], None, None
+            return [results[loc.name] for loc in targets], outcome.sha256, outcome.size
+        return [results[loc.name] for loc in targets], None, None
+
+    def _writer(self, location: Location, key: str) -> Writer:
+        async def write(chunks: AsyncIterator[bytes]) -> StoredObject:
+            return await location.put(key, self._count(location.name, chunks))
+
+        return write
 
     def _copy_failed(
         self, results: dict[str, CopyResult], slug: str, name: str, kind: str, key: str, error: str
@@ -345,11 +534,20 @@ def _error_text(err: BaseException) -> str:
     return f"unexpected error: {err!r}"
 
 
-def _writer(location: Location, key: str) -> Writer:
-    async def write(chunks: AsyncIterator[bytes]) -> StoredObject:
-        return await location.put(key, chunks)
-
-    return write
+def origin_of(extra: Mapping[str, Any] | None) -> Origin:
+    """Who made a backup, from the `extra` the maker stored in it."""
+    extra = extra or {}
+    if extra.get("created_by") == CREATED_BY:
+        return Origin.ADDON
+    # Home Assistant's backup integration stores its instance id (and, for automatic backups,
+    # with_automatic_settings) in every backup it makes, including pre-update ones.
+    if (
+        "instance_id" in extra
+        or "with_automatic_settings" in extra
+        or "supervisor.backup_request_date" in extra
+    ):
+        return Origin.HOMEASSISTANT
+    return Origin.OTHER
 
 
 async def _measured(source: AsyncIterator[bytes], expected_size: int | None) -> AsyncIterator[bytes]:
@@ -371,4 +569,14 @@ async def _read_file(path: Path, chunk_size: int) -> AsyncIterator[bytes]:
             yield chunk
 
 
-__all__ = ["BackupRunner", "CopyResult", "CopyState", "RunInProgress", "RunResult", "object_key"]
+__all__ = [
+    "BackupRunner",
+    "CopyResult",
+    "CopyState",
+    "ManualBackup",
+    "RunInProgress",
+    "RunProgress",
+    "RunResult",
+    "object_key",
+    "origin_of",
+]

@@ -9,6 +9,7 @@ tells the user what happened.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -36,6 +37,11 @@ from .errors import BackupJobFailed, MountUnavailable, SourceError, SupervisorEr
 _LOGGER = logging.getLogger(__name__)
 
 LOCAL = ".local"
+REFUSED_KEY_PREFIX = "Invalid password for backup"
+
+
+class BackupPasswordRejected(SupervisorError):
+    """The Supervisor refused the password (the backup key) of a protected backup."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,3 +270,126 @@ class SupervisorGateway:
                 yield chunk
         finally:
             stream.close()
+
+    # --- restore --------------------------------------------------------------------------
+
+    async def list_backups(self) -> list[models.Backup]:
+        """Every backup the Supervisor lists."""
+        async with _translated("listing the backups", self.request_timeout):
+            return await self._client.backups.list()
+
+    async def upload_backup(
+        self, chunks: AsyncIterator[bytes], *, filename: str | None = None, location: str | None = None
+    ) -> str:
+        """Stream an archive into the Supervisor's backups (local unless `location`); return its slug.
+
+        The body is streamed as it is read from `chunks`. The upload fails with SupervisorError if
+        the Supervisor takes no data, or gives no answer after the last byte, for `stall_timeout`.
+        """
+        options = None
+        if filename is not None or location is not None:
+            options = models.UploadBackupOptions(
+                location={location} if location is not None else None,  # type: ignore[arg-type]
+                filename=PurePath(filename) if filename is not None else None,
+            )
+        # Set while the Supervisor holds a chunk (or owes the answer); None while we read ours.
+        waiting_since: list[float | None] = [None]
+
+        async def fed() -> AsyncIterator[bytes]:
+            async for chunk in chunks:
+                waiting_since[0] = time.monotonic()
+                yield chunk
+                waiting_since[0] = None
+            waiting_since[0] = time.monotonic()
+
+        upload = asyncio.ensure_future(self._client.backups.upload_backup(fed(), options))
+        try:
+            async with _translated("uploading the backup"):
+                while True:
+                    done, _ = await asyncio.wait({upload}, timeout=min(self.stall_timeout, 5.0))
+                    if done:
+                        return upload.result()
+                    since = waiting_since[0]
+                    if since is not None and time.monotonic() - since > self.stall_timeout:
+                        raise SupervisorError(
+                            f"The Supervisor stopped taking the uploaded backup for {self.stall_timeout:g} s; "
+                            "check the Supervisor logs and free space on the device."
+                        )
+        finally:
+            if not upload.done():
+                upload.cancel()
+                with contextlib.suppress(asyncio.CancelledError, LibSupervisorError):
+                    await upload
+
+    async def restore(
+        self,
+        slug: str,
+        *,
+        password: str | None,
+        homeassistant: bool | None = None,
+        addons: list[str] | None = None,
+        folders: list[str] | None = None,
+        location: str | None = None,
+    ) -> UUID:
+        """Start restoring a backup in the background; return the Supervisor's job id.
+
+        Without a selection (homeassistant, addons, folders all None) the restore is full,
+        otherwise partial. A refused password raises BackupPasswordRejected.
+        """
+        partial = homeassistant is not None or addons is not None or folders is not None
+        where: dict[str, Any] = {"location": location} if location is not None else {}
+        try:
+            async with _translated(f"starting the restore of backup {slug}", self.request_timeout):
+                if not partial:
+                    job = await self._client.backups.full_restore(
+                        slug, models.FullRestoreOptions(password=password, background=True, **where)
+                    )
+                else:
+                    job = await self._client.backups.partial_restore(
+                        slug,
+                        models.PartialRestoreOptions(
+                            password=password,
+                            background=True,
+                            homeassistant=homeassistant,
+                            addons=set(addons) if addons else None,
+                            folders={models.Folder(f) for f in folders} if folders else None,
+                            **where,
+                        ),
+                    )
+        except SupervisorError as err:
+            cause = err.__cause__
+            # The Supervisor has no error key for this; Home Assistant matches the same prefix.
+            if isinstance(cause, SupervisorBadRequestError) and str(cause).startswith(REFUSED_KEY_PREFIX):
+                raise BackupPasswordRejected(
+                    f"The Supervisor did not accept the key for backup {slug}: it is not the key this "
+                    "backup was made with."
+                ) from cause
+            raise
+        return job.job_id
+
+    async def find_job(self, job_id: UUID) -> models.Job | None:
+        """The job (root or child) with this id as `GET /jobs/info` shows it, or None."""
+        async with _translated("reading the Supervisor's jobs", self.request_timeout):
+            info = await self._client.jobs.info()
+        return _find_job(info.jobs, job_id)
+
+    async def remove_backup(self, slug: str, location: str | None = None) -> None:
+        """Delete a backup, or only its copy in `location`; a backup that is gone is no error."""
+        options = models.RemoveBackupOptions(location={location}) if location is not None else None
+        try:
+            async with _translated(f"deleting backup {slug}", self.request_timeout):
+                await self._client.backups.remove_backup(slug, options)
+        except SupervisorError as err:
+            if isinstance(err.__cause__, SupervisorNotFoundError):
+                return
+            raise
+
+    async def set_own_options(self, options: dict[str, Any]) -> None:
+        """Store new options for this add-on; the Supervisor checks them against its schema."""
+        async with _translated("saving the add-on's options", self.request_timeout):
+            await self._client.addons.set_addon_options("self", models.AddonsOptions(config=options))
+
+    async def restart_self(self) -> None:
+        """Ask the Supervisor to restart this add-on (to apply new options)."""
+        async with _translated("restarting the add-on", self.request_timeout):
+            await self._client.addons.restart_addon("self")

@@ -160,7 +160,7 @@ async def _pipeline(args: argparse.Namespace) -> dict[str, object]:
             slug=SLUG, run_id=run_id, name="bench", type="full", created_at=created, size_bytes=size
         )
         with _Timer() as timer:
-            copies, sha256, streamed = await runner._stream_copies(SLUG, created, size, src.name)
+            copies, sha256, streamed = await runner._stream_copies(SLUG, created, size, src.name, runner.locations)
         failed = [f"{c.location}: {c.error}" for c in copies if not c.ok]
         if failed:
             raise SystemExit("copies failed: " + "; ".join(failed))

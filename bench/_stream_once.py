@@ -87,7 +87,7 @@ async def _addon(args: argparse.Namespace) -> dict[str, object]:
         start = time.perf_counter()
         if profiler is not None:
             profiler.enable()
-        copies, sha256, streamed = await runner._stream_copies(args.slug, info.date, size, args.filename)
+        copies, sha256, streamed = await runner._stream_copies(args.slug, info.date, size, args.filename, runner.locations)
         if profiler is not None:
             profiler.disable()
         seconds = time.perf_counter() - start

@@ -6,9 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # s6/execline: the s6 service test; age: interoperability; the rest: real servers for the
-# location tests (OpenSSH for SFTP, Samba for SMB, Apache and nginx for WebDAV).
+# location tests (OpenSSH for SFTP, Samba for SMB, Apache and nginx for WebDAV); chromium: the
+# panel tests in a real browser.
 APT_PACKAGES=(s6 execline age openssh-server openssh-client samba smbclient apache2 apache2-utils nginx
-  libnginx-mod-http-dav-ext)
+  libnginx-mod-http-dav-ext chromium)
 
 install_debian_packages() {
   local missing=()

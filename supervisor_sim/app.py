@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from . import sample_data
+from .addon_self import install as install_addon_self
 from .api import SupervisorApi
 from .backup_run import BackupRun, RunSignals
 from .backups import BackupManager, SimBackup
@@ -19,6 +20,7 @@ from .core_api import CoreApi, CoreCall, CoreState
 from .envelope import ApiError
 from .faults import Faults
 from .jobs import JobRegistry
+from .restore import install as install_restores
 from .security import build_middleware
 from .validation import BackupRequest, validate_new_backup
 
@@ -33,7 +35,7 @@ class SupervisorSim:
         self._faults = config.faults
         self.jobs = JobRegistry()
         self.manager = BackupManager(config, lambda: self._faults, self.jobs)
-        self.core = CoreState()
+        self.core = CoreState(time_zone=config.time_zone, version=config.homeassistant_version)
         self.stopping = asyncio.Event()
         self._cancel_writes = threading.Event()
         self._tasks: set[asyncio.Task[SimBackup | None]] = set()
@@ -130,6 +132,8 @@ class SupervisorSim:
         app.add_routes(SupervisorApi(self).routes())
         app.add_routes(CoreApi(self.core).routes())
         app.add_routes(SimControl(self).routes())
+        install_restores(app, self)
+        install_addon_self(app, self)
         app[SIM_KEY] = self
         app.on_shutdown.append(self._on_shutdown)
         app.on_cleanup.append(self._on_cleanup)

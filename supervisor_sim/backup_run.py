@@ -9,6 +9,7 @@ import shutil
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,7 +30,6 @@ from .jobs import (
     STAGE_HOME_ASSISTANT,
     STAGE_SUPERVISOR_CONFIG,
     SimJob,
-    utcnow_iso,
 )
 from .validation import BackupRequest
 
@@ -101,7 +101,7 @@ class BackupRun:
 
     async def _run(self) -> SimBackup | None:
         request = self._request
-        date = utcnow_iso()
+        date = (datetime.now(UTC) + timedelta(seconds=self._faults().clock_offset)).isoformat()
         self._slug = slug = create_slug(request.name, date)
         directory = self._manager.location_dir(self._primary)
         path = directory / (Path(request.filename).name if request.filename else f"{slug}.tar")

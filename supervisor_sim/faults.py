@@ -34,6 +34,8 @@ class Faults:
     not_ready_state: str | None = None
     # Backup mounts that are down (400 backup_mount_down when used as a location).
     mounts_down: list[str] = field(default_factory=list)
+    # Seconds added to the clock new backups are dated by (tests of schedules and retention).
+    clock_offset: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready copy."""
@@ -58,6 +60,8 @@ class Faults:
         """Raise ValueError when a knob has the wrong type or an unusable value."""
         if not _is_number(self.stage_delay) or self.stage_delay < 0:
             raise ValueError("stage_delay must be a number >= 0")
+        if not _is_number(self.clock_offset):
+            raise ValueError("clock_offset must be a number of seconds")
         for name in ("fail_job", "child_job_error", "disk_full"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be a boolean")

@@ -109,6 +109,10 @@ class KeyStore:
     def identities(self) -> list[Identity]:
         return [identity_for(k.key) for k in self.keys]
 
+    def password_for(self, wanted: str | None) -> str:
+        """The key a backup was made with, by its public id; the current key when unknown."""
+        return next((k.key for k in self.keys if k.id == wanted), self.current)
+
     def recipient(self) -> Recipient:
         return identity_for(self.current).recipient()
 

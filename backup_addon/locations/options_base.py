@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 LOCATION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,39}$")
 UPLOAD_WINDOW = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-3]):[0-5][0-9]$")
@@ -19,6 +19,16 @@ class LocationOptionsBase(BaseModel):
     envelope: bool = True
     upload_limit_mbit: float | None = None
     upload_window: str | None = None
+    # Where the copy physically is: the 3-2-1 verdict counts off-site copies. Each kind has a
+    # sensible default (remote servers are off-site, folders and SMB shares are not).
+    offsite: bool | None = None
+    # Retention for this location only; unset rules use the add-on's top-level ones.
+    keep_last: int | None = Field(default=None, ge=0, le=1000)
+    keep_days: int | None = Field(default=None, ge=0, le=36500)
+    keep_daily: int | None = Field(default=None, ge=0, le=1000)
+    keep_weekly: int | None = Field(default=None, ge=0, le=1000)
+    keep_monthly: int | None = Field(default=None, ge=0, le=1000)
+    keep_yearly: int | None = Field(default=None, ge=0, le=100)
 
     @field_validator("upload_limit_mbit")
     @classmethod

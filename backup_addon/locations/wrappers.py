@@ -136,6 +136,22 @@ class RetryingLocation(_Wrapper):
         return await self._retry(f"Tidying {self.name}", self.inner.cleanup_incomplete)
 
 
+async def paced(chunks: AsyncIterator[bytes], rate: int) -> AsyncIterator[bytes]:
+    """Pass chunks through at no more than `rate` bytes per second."""
+    started = time.monotonic()
+    sent = 0
+    async for chunk in chunks:
+        # Slices keep each wait short, so a big chunk does not burst at full speed.
+        step = max(1, rate // 10)
+        for offset in range(0, len(chunk), step):
+            piece = chunk[offset : offset + step]
+            sent += len(piece)
+            ahead = sent / rate - (time.monotonic() - started)
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+            yield piece
+
+
 class ThrottledLocation(_Wrapper):
     """Keeps uploads and downloads under a bandwidth limit (bytes per second)."""
 
@@ -145,19 +161,8 @@ class ThrottledLocation(_Wrapper):
             raise ValueError("the bandwidth limit must be positive")
         self.rate = bytes_per_second
 
-    async def _paced(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        started = time.monotonic()
-        sent = 0
-        async for chunk in chunks:
-            # Slices keep each wait short, so a big chunk does not burst at full speed.
-            step = max(1, self.rate // 10)
-            for offset in range(0, len(chunk), step):
-                piece = chunk[offset : offset + step]
-                sent += len(piece)
-                ahead = sent / self.rate - (time.monotonic() - started)
-                if ahead > 0:
-                    await asyncio.sleep(ahead)
-                yield piece
+    def _paced(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        return paced(chunks, self.rate)
 
     async def put(self, key: str, chunks: AsyncIterator[bytes]) -> StoredObject:
         return await self.inner.put(key, self._paced(chunks))

@@ -5,13 +5,15 @@ import json
 import pytest
 
 from backup_addon.errors import InvalidOptions
-from backup_addon.options import AddonOptions, BackupType, load_options, parse_options
+from backup_addon.options import BackupType, load_options, parse_options
 
 
 def test_empty_options_take_the_defaults():
     options = parse_options({})
-    assert options.backup_time == "04:45"
-    assert options.backup_type is BackupType.FULL
+    [nightly] = options.schedules
+    assert (nightly.type, nightly.days, nightly.time, nightly.cron) == (BackupType.FULL, "daily", None, None)
+    assert options.keep_last == 3
+    assert options.max_deletions_per_run == 2
     assert options.locations == []
 
 
@@ -23,9 +25,15 @@ def test_folder_location_is_accepted():
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
-        ({"backup_time": "25:00"}, "backup_time: must be a time of day as HH:MM"),
-        ({"backup_time": "4:45"}, "backup_time: must be a time of day as HH:MM"),
-        ({"backup_type": "weekly"}, "backup_type: 'weekly' is not allowed; use one of 'full' or 'partial'"),
+        ({"schedules": [{"time": "25:00"}]}, "schedules.0.time: must be a time of day as HH:MM"),
+        ({"schedules": [{"time": "4:45"}]}, "schedules.0.time: must be a time of day as HH:MM"),
+        ({"schedules": [{"type": "weekly"}]}, "schedules.0.type: 'weekly' is not allowed; use one of 'full' or 'partial'"),
+        ({"schedules": [{"days": "someday"}]}, "schedules.0.days:"),
+        ({"schedules": [{"cron": "every night"}]}, "schedules.0.cron:"),
+        ({"keep_last": -1}, "keep_last: must be at least 0"),
+        ({"max_deletions_per_run": 5000}, "max_deletions_per_run: must be at most 1000"),
+        ({"other_backups": "delete"}, "other_backups: 'delete' is not allowed"),
+        ({"locations": [{"name": "x", "kind": "folder", "path": "/share", "keep_last": -3}]}, "keep_last: must be at least 0"),
         ({"include_folders": ["etc"]}, "include_folders.0: 'etc' is not allowed"),
         ({"supervisor_locations": ["my nas"]}, "supervisor_locations: 'my nas' is not a network storage name"),
         ({"colour": "blue"}, "colour: unknown option; remove it"),
@@ -49,8 +57,8 @@ def test_invalid_option_names_the_option_and_the_fix(raw, expected):
 
 def test_every_problem_is_reported_not_just_the_first():
     with pytest.raises(InvalidOptions) as caught:
-        parse_options({"backup_time": "x", "backup_type": "y", "log_level": "loud"})
-    assert [p.split(":")[0] for p in caught.value.problems] == ["backup_time", "backup_type", "log_level"]
+        parse_options({"schedules": [{"time": "x", "type": "y"}], "log_level": "loud"})
+    assert [p.split(":")[0] for p in caught.value.problems] == ["schedules.0.type", "schedules.0.time", "log_level"]
 
 
 def test_options_file_that_is_not_json(tmp_path):
@@ -62,5 +70,7 @@ def test_options_file_that_is_not_json(tmp_path):
 
 def test_options_file_round_trip(tmp_path):
     path = tmp_path / "options.json"
-    path.write_text(json.dumps({"backup_time": "03:15", "backup_type": "partial", "include_addons": ["core_ssh"]}))
-    assert load_options(path) == AddonOptions(backup_time="03:15", backup_type="partial", include_addons=["core_ssh"])
+    raw = {"schedules": [{"type": "partial", "days": "mon,thu", "time": "03:15"}], "include_addons": ["core_ssh"]}
+    path.write_text(json.dumps(raw))
+    assert load_options(path) == parse_options(raw)
+    assert load_options(path).schedules[0].schedule().days == frozenset({0, 3})

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from backup_addon.catalog import CopyState, RunState
+from backup_addon.options import BackupType
 from backup_addon.pipeline import RunInProgress
 from supervisor_sim import Faults
 
@@ -54,14 +55,13 @@ async def test_the_supervisor_is_asked_for_what_the_options_say(sim, make_runner
     runner = await make_runner(
         {},
         options={
-            "backup_type": "partial",
             "include_homeassistant": False,
             "include_addons": ["core_mosquitto"],
             "include_folders": ["ssl"],
             "supervisor_locations": ["NAS"],
         },
     )
-    result = await runner.run("test")
+    result = await runner.run("test", runner.default_backup(BackupType.PARTIAL))
 
     assert result.state is RunState.SUCCEEDED, result.error
     backup = sim.backups[result.slug]

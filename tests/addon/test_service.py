@@ -100,14 +100,14 @@ def write_options(data_dir, options):
 
 def test_invalid_options_exit_non_zero_with_one_line_per_problem_and_touch_nothing(simulator, tmp_path):
     data = tmp_path / "data"
-    write_options(data, {"backup_time": "9am", "locations": [{"name": "x", "kind": "tape", "path": "/x"}]})
+    write_options(data, {"schedules": [{"time": "9am"}], "locations": [{"name": "x", "kind": "tape", "path": "/x"}]})
     addon = start_addon(simulator, data, tmp_path / "nowhere")
     out, _ = addon.communicate(timeout=30)
 
     assert addon.returncode != 0
     problems = [line for line in out.splitlines() if "Invalid option:" in line]
     assert len(problems) == 2, out
-    assert "backup_time: must be a time of day as HH:MM" in problems[0]
+    assert "schedules.0.time: must be a time of day as HH:MM" in problems[0]
     assert "locations.0: kind 'tape' is not known; use one of 'folder'" in problems[1]
     assert sim_backups(simulator) == []
     assert not (data / "catalog.sqlite3").exists()

@@ -269,7 +269,7 @@ async def test_faults_are_set_and_read_over_http(http: TestClient, sim: Supervis
     assert current["disk_full"] is True
     assert set(current) == {
         "stage_delay", "fail_job", "child_job_error", "http_status", "hang", "drop_download_after",
-        "stall_download_after", "disk_full", "not_ready_state", "mounts_down",
+        "stall_download_after", "disk_full", "not_ready_state", "mounts_down", "clock_offset",
     }  # fmt: skip
     assert (await http.get("/os/info", headers=AUTH)).status == 503
     bad = await http.post("/_sim/faults", json={"no_such_knob": 1})

@@ -402,7 +402,7 @@ def _check_field(where: str, spec: object, annotation: Any) -> None:
 
 
 def _model_defaults() -> dict[str, Any]:
-    dumped = AddonOptions().model_dump(mode="json")
+    dumped = AddonOptions().model_dump(mode="json", exclude_none=True)
     return {k: v for k, v in dumped.items() if v is not None}
 
 
@@ -444,6 +444,7 @@ PROBES = [
     "usb/x", "Ünicode", "nas_2.x-y", "abc:", "A",
 ]  # fmt: skip
 SAMPLE_ITEMS: dict[str, dict[str, Any]] = {
+    "schedules": {"type": "full", "days": "daily"},
     "locations": {"name": "USB drive", "kind": "folder", "path": "/media/usb/backups"},
 }
 
@@ -473,7 +474,7 @@ def _options_with(config: dict[str, Any], key: str, sub: str | None, probe: str)
 def test_match_patterns_accept_what_the_model_accepts(config: dict[str, Any]) -> None:
     fields = _match_fields(config)
     assert {(k, s) for k, s, _ in fields} >= {
-        ("backup_time", None),
+        ("schedules", "time"),
         ("include_addons", None),
         ("supervisor_locations", None),
         ("locations", "name"),

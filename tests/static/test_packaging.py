@@ -89,6 +89,11 @@ def test_dockerfile_installs_requirements_and_copies_the_addon(dockerfile: str) 
     assert {"!requirements.txt", "!backup_addon/", "!rootfs/"} <= set(ignored)
 
 
+def test_dockerfile_main_command_relays_stdin_to_the_service(dockerfile: str) -> None:
+    # s6-overlay gives supervised services /dev/null as stdin; only CMD sees hassio.addon_stdin.
+    assert re.search(r'^CMD \["python3", "-m", "backup_addon", "relay-stdin"\]$', dockerfile, re.MULTILINE)
+
+
 def test_dockerfile_healthcheck_probes_the_ingress_server(config: dict[str, Any], dockerfile: str) -> None:
     assert "ingress_port" not in config  # so the web server listens on the default port
     healthcheck = re.search(r"^HEALTHCHECK .*?CMD (.*)$", dockerfile, re.MULTILINE | re.DOTALL)
@@ -135,6 +140,7 @@ def test_apparmor_allows_what_the_addon_needs(config: dict[str, Any]) -> None:
         folder = folders[entry.split(":")[0]]
         assert f"{folder}/** rw" in text, f"apparmor.txt: no access to {folder}"
     assert "/data/** rw" in text
+    assert "/run/backup_321/** rw" in text, "the stdin relay's FIFO"
     for rule in ("network inet stream,", "network inet6 stream,", "network unix stream,"):
         assert rule in text
 

@@ -1,0 +1,202 @@
+"""The running add-on between backups: proofs, Home Assistant reporting, commands, other backups."""
+
+import asyncio
+import os
+
+import pytest
+
+from backup_addon import upkeep
+from backup_addon.catalog import CopyState, Origin, ProofLevel, RunState
+from backup_addon.options import parse_options
+from backup_addon.reporting import (
+    ENTITY_LAST_BACKUP,
+    ENTITY_STATUS,
+    NOTIFY_BACKUP_FAILED,
+    NOTIFY_COPY_CORRUPT,
+    NOTIFY_KIT_NOT_SAVED,
+)
+from backup_addon.service import Addon, Settings
+
+from .conftest import TOKEN
+
+
+@pytest.fixture
+async def make_addon(sim_url, tmp_path):
+    made = []
+
+    async def make(**extra):
+        folders = {"USB": tmp_path / "usb", "NAS": tmp_path / "nas"}
+        for path in folders.values():
+            path.mkdir(exist_ok=True)
+        settings = Settings(
+            supervisor_url=sim_url,
+            token=TOKEN,
+            data_dir=tmp_path / "data",
+            backup_dir=tmp_path / "supervisor" / "backup",
+            poll_interval=0.02,
+        )
+        raw = {"locations": [{"name": n, "kind": "folder", "path": str(p)} for n, p in folders.items()], **extra}
+        addon = Addon(settings, parse_options(raw))
+        await addon.start(schedule=False, web_server=False, upkeep_loop=False)
+        made.append(addon)
+        return addon, folders
+
+    yield make
+    for addon in made:
+        await addon.stop()
+
+
+def copy_file(addon, slug, location, folder):
+    copy = addon.catalog.copy(slug, location)
+    return folder / copy.key
+
+
+def flip_byte(path, offset):
+    with path.open("r+b") as handle:
+        handle.seek(offset)
+        value = handle.read(1)[0]
+        handle.seek(offset)
+        handle.write(bytes([value ^ 0x01]))
+
+
+def events(sim, event_type):
+    return [c.body for c in sim.core_calls if c.path == f"/core/api/events/{event_type}"]
+
+
+async def test_a_backup_is_checked_after_writing_and_proven_by_a_drill(make_addon, sim):
+    addon, _ = await make_addon()
+    result = await addon.backup("test")
+    assert result.state is RunState.SUCCEEDED, result.error
+    assert {c.location: c.level for c in addon.catalog.copies(result.slug)} == {
+        ".local": ProofLevel.CHECKED,
+        "USB": ProofLevel.CHECKED,
+        "NAS": ProofLevel.CHECKED,
+    }
+
+    checked = await addon.check_copies(limit=10)
+
+    assert checked == 3  # a restore test of the newest copy in each readable place
+    levels = {c.location: (c.level, c.drilled_at is not None) for c in addon.catalog.copies(result.slug)}
+    assert levels == dict.fromkeys((".local", "USB", "NAS"), (ProofLevel.DRILLED, True))
+    assert sorted(e["location"] for e in events(sim, "backup_321_copy_verified")) == [".local", "NAS", "USB"]
+    verdict = addon.verdict()
+    assert (verdict.copies, verdict.offsite) == (3, 0)
+    assert not verdict.met
+    assert any("off-site" in line for line in verdict.missing)
+
+
+async def test_a_flipped_byte_is_found_and_the_copy_no_longer_counts(make_addon, sim):
+    addon, folders = await make_addon()
+    result = await addon.backup("test")
+    path = copy_file(addon, result.slug, "USB", folders["USB"])
+    flip_byte(path, path.stat().st_size // 2)
+
+    outcome = await addon.verify_copy(result.slug, "USB")
+
+    assert outcome["ok"] is False
+    assert "damaged" in outcome["error"] or "differs" in outcome["error"]
+    assert addon.catalog.copy(result.slug, "USB").state is CopyState.BAD
+    assert addon.verdict().copies == 2
+    facts = upkeep.copy_facts(addon.catalog, addon.places)
+    assert ("USB", result.slug) not in {(f.location, f.slug) for f in facts}  # retention can't lean on it
+    [failed] = events(sim, "backup_321_copy_failed")
+    assert failed["location"] == "USB"
+    await addon.publish()
+    assert NOTIFY_COPY_CORRUPT in sim.core.notifications
+    assert "USB" in sim.core.notifications[NOTIFY_COPY_CORRUPT]["message"]
+
+
+async def test_a_truncated_copy_is_found(make_addon):
+    addon, folders = await make_addon()
+    result = await addon.backup("test")
+    path = copy_file(addon, result.slug, "NAS", folders["NAS"])
+    os.truncate(path, path.stat().st_size - 1000)
+
+    outcome = await addon.verify_copy(result.slug, "NAS", drill=True)
+
+    assert outcome["ok"] is False
+    assert addon.catalog.copy(result.slug, "NAS").state is CopyState.BAD
+
+
+async def test_a_failed_backup_is_notified_and_the_notice_goes_when_a_backup_works(make_addon, sim):
+    addon, _ = await make_addon()
+    sim.faults = sim.faults.updated({"fail_job": True})
+    failed = await addon.backup("schedule")
+    assert failed.state is RunState.FAILED
+    assert NOTIFY_BACKUP_FAILED in sim.core.notifications
+    assert NOTIFY_KIT_NOT_SAVED in sim.core.notifications
+    [event] = events(sim, "backup_321_backup_failed")
+    assert event["run_id"] == failed.run_id and event["error"]
+
+    sim.faults = sim.faults.updated({"fail_job": False})
+    addon.confirm_kit()
+    worked = await addon.backup("schedule")
+
+    assert worked.state is RunState.SUCCEEDED
+    assert NOTIFY_BACKUP_FAILED not in sim.core.notifications
+    assert NOTIFY_KIT_NOT_SAVED not in sim.core.notifications
+    [completed] = events(sim, "backup_321_backup_completed")
+    assert completed["slug"] == worked.slug
+    assert sorted(completed["locations"]) == [".local", "NAS", "USB"]
+    assert sim.core.states[ENTITY_LAST_BACKUP]["state"] != "unknown"
+
+
+async def test_sensors_come_back_after_home_assistant_restarts(make_addon, sim):
+    addon, _ = await make_addon()
+    await addon.backup("test")
+    assert ENTITY_STATUS in sim.core.states
+
+    sim.core.restart()
+    assert sim.core.states == {}
+    await addon.publish()
+
+    assert ENTITY_STATUS in sim.core.states
+    assert sim.core.states[ENTITY_STATUS]["attributes"]["copies"] == 3
+
+
+async def test_commands_from_automations_start_backups_and_bad_lines_are_skipped(make_addon, tmp_path, sim):
+    addon, _ = await make_addon()
+    fifo = tmp_path / "commands"
+    addon.start_commands(fifo)
+    await asyncio.sleep(0.1)
+    fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+    try:
+        os.write(fd, b"not json at all\n")
+        os.write(fd, b'{"command": "explode"}\n')
+        os.write(fd, b'{"command": "backup", "type": "partial", "homeassistant": true, "name": "From automation"}\n')
+    finally:
+        os.close(fd)
+    for _ in range(400):
+        backups = addon.catalog.backups()
+        runs = addon.catalog.recent_runs(5, kind="backup")
+        if backups and runs and runs[0].state is not RunState.RUNNING:
+            break
+        await asyncio.sleep(0.05)
+    [backup] = addon.catalog.backups()
+    assert backup.name == "From automation"
+    assert backup.type == "partial"
+    assert addon.catalog.recent_runs(1)[0].trigger == "automation"
+
+
+async def test_home_assistants_own_backups_are_mirrored_when_asked(make_addon, sim, sim_url, aiohttp_client):
+    addon, folders = await make_addon(other_backups="mirror")
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session:
+        answer = await session.post(f"{sim_url}/_sim/others/backup", json={"kind": "automatic"})
+        assert answer.status == 200, await answer.text()
+    for _ in range(200):
+        if any(b.data.get("extra", {}).get("with_automatic_settings") for b in sim.backups.values()):
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.2)
+
+    mirrored = await addon.sync_other_backups()
+
+    assert mirrored == 1
+    [backup] = addon.catalog.backups()
+    assert backup.origin is Origin.HOMEASSISTANT
+    states = {c.location: c.state for c in addon.catalog.copies(backup.slug)}
+    assert states["USB"] is CopyState.COMMITTED and states["NAS"] is CopyState.COMMITTED
+    assert list(folders["USB"].rglob(f"*{backup.slug}.tar.age"))
+    assert await addon.sync_other_backups() == 0  # seen once, copied once

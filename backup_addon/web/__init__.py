@@ -1,1 +1,1 @@
-"""The ingress web server: status page, JSON API and the health check."""
+"""The ingress panel: its pages, the JSON API behind them, live events and the health check."""

@@ -1,36 +1,48 @@
-"""The aiohttp application served on the ingress port.
+"""The aiohttp application served on the ingress port: the panel's pages, its JSON API and live events.
 
 Home Assistant's ingress proxy is the only client in production: requests from any address
 but the Supervisor's are refused. The health check answers loopback only, for the container's
-HEALTHCHECK.
+HEALTHCHECK. Every URL the page uses is relative, so the panel works under ingress's path
+prefix (`X-Ingress-Path`) without knowing it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
-import json
 import logging
 from collections.abc import Awaitable, Callable, Collection
-from dataclasses import asdict
-from functools import partial
-from importlib import resources
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from ..crypto.kit import KIT_FILENAME
-from ..locations.probe import probe
+from ..errors import AddonError, InvalidOptions
+from ..pipeline import RunInProgress
+from . import backups, events, locations, memo, status, wizard
+from .common import ADDON_KEY, UserError, addon_of, json_response
 
 if TYPE_CHECKING:
     from ..service import Addon
+
+__all__ = ["ADDON_KEY", "LOOPBACK", "SUPERVISOR_ADDRESS", "create_app"]
 
 _LOGGER = logging.getLogger(__name__)
 
 SUPERVISOR_ADDRESS = "172.30.32.2"
 LOOPBACK = ("127.0.0.1", "::1")
-ADDON_KEY: web.AppKey[Addon] = web.AppKey("addon")
 ALLOWED_KEY: web.AppKey[frozenset[str]] = web.AppKey("allowed")
+STATIC_DIR = Path(__file__).parent / "static"
+
+# Cross-site pages cannot send a custom header without a CORS preflight, which this server never
+# grants: requiring it on every state-changing request stops forged form posts and fetches.
+FORGERY_HEADER = "X-Requested-With"
+FORGERY_VALUE = "backup_321"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'self'"
+)
 
 type Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -58,88 +70,76 @@ async def only_allowed_clients(request: web.Request, handler: Handler) -> web.St
     return await handler(request)
 
 
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.json_response(data, status=status, dumps=partial(json.dumps, default=str))
+@web.middleware
+async def only_from_the_panel(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.method not in SAFE_METHODS and request.headers.get(FORGERY_HEADER) != FORGERY_VALUE:
+        _LOGGER.warning(
+            "Refused a %s %s that did not come from the add-on's page", request.method, request.path
+        )
+        return json_response(
+            {"error": "This request did not come from the add-on's page. Open the add-on from the sidebar."},
+            status=403,
+        )
+    return await handler(request)
+
+
+@web.middleware
+async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn failures of API calls into JSON the page shows; the log keeps the details."""
+    if not request.path.startswith("/api/"):
+        return await handler(request)
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except UserError as err:
+        return json_response({"error": err.message, **err.extra}, status=err.status)
+    except InvalidOptions as err:
+        return json_response({"error": "The settings were not saved.", "problems": err.problems}, status=400)
+    except RunInProgress:
+        return json_response({"error": "A backup is already running; wait for it to finish."}, status=409)
+    except AddonError as err:
+        return json_response({"error": str(err)}, status=400)
+    except NotImplementedError:
+        return json_response({"error": "This add-on version cannot do that yet."}, status=501)
+    except Exception:
+        _LOGGER.exception("The panel's request %s %s failed", request.method, request.path)
+        return json_response(
+            {"error": "Something unexpected went wrong; the add-on's log (Log tab) has the details."},
+            status=500,
+        )
+
+
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    if request.path == "/" or request.path.startswith("/static/"):
+        # Revalidated on every open, so an updated add-on never runs with yesterday's scripts.
+        response.headers.setdefault("Cache-Control", "no-cache")
 
 
 async def health(request: web.Request) -> web.Response:
-    addon = request.app[ADDON_KEY]
-    if not addon.alive():
-        return _json({"status": "unhealthy"}, status=503)
-    return _json({"status": "ok"})
+    if not addon_of(request).alive():
+        return json_response({"status": "unhealthy"}, status=503)
+    return json_response({"status": "ok"})
 
 
-async def status(request: web.Request) -> web.Response:
-    addon = request.app[ADDON_KEY]
-    catalog = addon.catalog
-    return _json(
-        {
-            "running": addon.runner.running,
-            "kit_confirmed": addon.keys.kit_confirmed,
-            "key_id": addon.keys.current_id,
-            "next_backup": addon.next_backup.isoformat() if addon.next_backup else None,
-            "locations": [
-                {"name": loc.name, "kind": loc.kind, "offsite": loc.offsite} for loc in addon.runner.locations
-            ],
-            "supervisor_locations": [".local", *addon.options.supervisor_locations],
-            "runs": [asdict(r) for r in catalog.recent_runs(20)],
-            "backups": [
-                {**asdict(b), "copies": [asdict(c) for c in catalog.copies(b.slug)]} for b in catalog.backups()[:50]
-            ],
-        }
-    )
-
-
-async def backup_now(request: web.Request) -> web.Response:
-    addon = request.app[ADDON_KEY]
-    if addon.runner.running:
-        return _json({"error": "A backup is already running; wait for it to finish."}, status=409)
-    addon.start_background_run("panel")
-    await asyncio.sleep(0)
-    return _json({"started": True}, status=202)
-
-
-async def test_location(request: web.Request) -> web.Response:
-    addon = request.app[ADDON_KEY]
-    name = request.match_info["name"]
-    location = next((loc for loc in addon.locations if loc.name == name), None)
-    if location is None:
-        return _json({"error": f"no location is named {name!r}"}, status=404)
-    report = await probe(location)
-    return _json(asdict(report))
-
-
-async def kit(request: web.Request) -> web.Response:
-    addon = request.app[ADDON_KEY]
-    return web.Response(
-        text=addon.kit(),
-        content_type="text/plain",
-        headers={
-            "Content-Disposition": f'attachment; filename="{KIT_FILENAME}"',
-            "Cache-Control": "no-store",
-        },
-    )
-
-
-async def confirm_kit(request: web.Request) -> web.Response:
-    request.app[ADDON_KEY].keys.confirm_kit()
-    return _json({"kit_confirmed": True})
-
-
-async def index(request: web.Request) -> web.Response:
-    page = resources.files(__package__).joinpath("static/index.html").read_text(encoding="utf-8")
-    return web.Response(text=page, content_type="text/html")
+async def index(_request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC_DIR / "index.html")
 
 
 def create_app(addon: Addon, allowed_clients: Collection[str]) -> web.Application:
-    app = web.Application(middlewares=[only_allowed_clients])
+    app = web.Application(middlewares=[only_allowed_clients, only_from_the_panel, errors_as_json])
     app[ADDON_KEY] = addon
     app[ALLOWED_KEY] = frozenset(allowed_clients)
+    app.on_response_prepare.append(_security_headers)
     app.router.add_get("/", index)
     app.router.add_get("/health", health)
-    app.router.add_get("/api/status", status)
-    app.router.add_post("/api/backup", backup_now)
-    app.router.add_post("/api/locations/{name}/test", test_location)
-    app.router.add_get("/api/kit", kit)
-    app.router.add_post("/api/kit/confirm", confirm_kit)
+    app.router.add_static("/static/", STATIC_DIR, append_version=False)
+    for module in (status, backups, locations, wizard, events):
+        app.router.add_routes(module.routes())
+    events.install(app)
+    memo.install(app)
+    wizard.install(app)
     return app

@@ -166,6 +166,13 @@ class BackupRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class LocationSummary:
+    last_success_at: datetime | None
+    last_proven_at: datetime | None
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class RepairReport:
     interrupted_runs: list[int]
     interrupted_copies: list[tuple[str, str]]
@@ -206,6 +213,73 @@ class Catalog:
                     self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {definition}")
         if self.get_meta("schema_version") not in (None, str(SCHEMA_VERSION)):
             self.set_meta("schema_version", str(SCHEMA_VERSION))
+
+    @property
+    def changes(self) -> int:
+        """A number that moves with every row written through this catalog (for caches)."""
+        return self._db.total_changes
+
+    def location_summary(self) -> dict[str, LocationSummary]:
+        """Per location: the last committed copy, the last proof, and the newest unresolved error."""
+        summary: dict[str, LocationSummary] = {}
+        rows = self._db.execute(
+            "SELECT location, MAX(committed_at) AS last_success, MAX(verified_at) AS last_proven "
+            "FROM copies GROUP BY location"
+        )
+        for row in rows:
+            summary[row["location"]] = LocationSummary(
+                _dt(row["last_success"]), _dt(row["last_proven"]), None
+            )
+        failures = self._db.execute(
+            "SELECT location, error, MAX(COALESCE(checked_at, started_at)) AS at FROM copies "
+            "WHERE state IN (?, ?) GROUP BY location",
+            (CopyState.FAILED, CopyState.BAD),
+        )
+        for row in failures:
+            known = summary.get(row["location"])
+            at = _dt(row["at"])
+            if known is None or at is None:
+                continue
+            if known.last_success_at is None or at >= known.last_success_at:
+                summary[row["location"]] = LocationSummary(
+                    known.last_success_at, known.last_proven_at, row["error"]
+                )
+        return summary
+
+    def proof_rows(self) -> list[tuple[str, str, datetime, str, str, int, datetime | None]]:
+        """(slug, name, created_at, location, state, level, verified_at) of every copy, newest backup first."""
+        rows = self._db.execute(
+            "SELECT b.slug, b.name, b.created_at, c.location, c.state, c.level, c.verified_at "
+            "FROM backups b LEFT JOIN copies c ON c.slug = b.slug ORDER BY b.created_at DESC, b.slug"
+        )
+        return [(r[0], r[1], datetime.fromisoformat(r[2]), r[3], r[4], r[5] or 0, _dt(r[6])) for r in rows]
+
+    def slugs_with_problems(self) -> frozenset[str]:
+        """Backups with no copy at all, or with a copy that failed or was found damaged."""
+        rows = self._db.execute(
+            "SELECT b.slug FROM backups b WHERE NOT EXISTS (SELECT 1 FROM copies c WHERE c.slug = b.slug) "
+            "OR EXISTS (SELECT 1 FROM copies c WHERE c.slug = b.slug AND c.state IN (?, ?))",
+            (CopyState.FAILED, CopyState.BAD),
+        )
+        return frozenset(r[0] for r in rows)
+
+    def slugs_unproven(self) -> frozenset[str]:
+        """Backups without a good copy that was read back (scrubbed) or better."""
+        rows = self._db.execute(
+            "SELECT b.slug FROM backups b WHERE NOT EXISTS (SELECT 1 FROM copies c WHERE c.slug = b.slug "
+            "AND c.state = ? AND c.level >= ?)",
+            (CopyState.COMMITTED, int(ProofLevel.SCRUBBED)),
+        )
+        return frozenset(r[0] for r in rows)
+
+    def good_copy_rows(self) -> list[tuple[str, str, datetime, int, bool, Origin]]:
+        """(slug, location, backup created_at, level, pinned, origin) of every committed copy."""
+        rows = self._db.execute(
+            "SELECT c.slug, c.location, b.created_at, c.level, b.pinned, b.origin "
+            "FROM copies c JOIN backups b ON b.slug = c.slug WHERE c.state = ?",
+            (CopyState.COMMITTED,),
+        )
+        return [(r[0], r[1], datetime.fromisoformat(r[2]), r[3], bool(r[4]), Origin(r[5])) for r in rows]
 
     def integrity_problems(self) -> list[str]:
         """SQLite's own integrity check; empty when the file is sound."""

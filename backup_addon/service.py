@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from . import __version__, upkeep
-from .catalog import BackupRecord, Catalog, CopyState, Origin, RunState
+from .catalog import BackupRecord, Catalog, CopyState, LocationSummary, Origin, RunState
 from .commands import Command, InvalidCommand, read_commands
 from .crypto.age import Recipient, encrypt_stream
 from .crypto.keys import KeyStore
@@ -260,27 +260,17 @@ class Addon:
         return upkeep.verdict(self.catalog, self.places, now=self.clock(), limit=self.stale_limit())
 
     def location_health(self) -> list[LocationHealth]:
-        latest: dict[str, tuple[datetime | None, datetime | None, str | None]] = {}
-        for copy in self.catalog.copies():
-            success, proven, error = latest.get(copy.location, (None, None, None))
-            if copy.committed_at and (success is None or copy.committed_at > success):
-                success = copy.committed_at
-            if copy.verified_at and (proven is None or copy.verified_at > proven):
-                proven = copy.verified_at
-            if copy.state in (CopyState.FAILED, CopyState.BAD):
-                error = copy.error
-            elif copy.state is CopyState.COMMITTED and copy.committed_at == success:
-                error = None
-            latest[copy.location] = (success, proven, error)
+        summary = self.catalog.location_summary()
+        empty = LocationSummary(None, None, None)
         return [
             LocationHealth(
                 name=place.name,
                 kind=place.kind,
                 offsite=place.offsite,
                 media=place.media,
-                last_success_at=latest.get(place.name, (None, None, None))[0],
-                last_proven_at=latest.get(place.name, (None, None, None))[1],
-                last_error=latest.get(place.name, (None, None, None))[2],
+                last_success_at=summary.get(place.name, empty).last_success_at,
+                last_proven_at=summary.get(place.name, empty).last_proven_at,
+                last_error=summary.get(place.name, empty).last_error,
                 supervisor=place.location is None,
             )
             for place in self.places.values()

@@ -89,27 +89,23 @@ def stale_limit(intervals: Sequence[timedelta]) -> timedelta | None:
 
 def verdict(catalog: Catalog, where: dict[str, Place], *, now: datetime, limit: timedelta | None) -> Verdict:
     """The 3-2-1 verdict over what the catalog knows."""
-    copies_by_slug: dict[str, list[Copy]] = {}
-    for copy in catalog.copies():
-        copies_by_slug.setdefault(copy.slug, []).append(copy)
-    facts = []
-    for backup in catalog.backups():
-        proofs = []
-        for copy in copies_by_slug.get(backup.slug, []):
-            place = where.get(copy.location)
-            if place is None:
-                continue
-            proofs.append(
-                CopyProof(
-                    location=copy.location,
-                    media=place.media,
-                    offsite=place.offsite,
-                    good=copy.state is CopyState.COMMITTED,
-                    level=int(copy.level),
-                    proven_at=copy.verified_at,
-                )
+    facts: list[tuple[str, str, datetime, list[CopyProof]]] = []
+    for slug, name, created_at, location, state, level, verified_at in catalog.proof_rows():
+        if not facts or facts[-1][0] != slug:
+            facts.append((slug, name, created_at, []))
+        place = where.get(location) if location is not None else None
+        if place is None:
+            continue
+        facts[-1][3].append(
+            CopyProof(
+                location=location,
+                media=place.media,
+                offsite=place.offsite,
+                good=state == CopyState.COMMITTED,
+                level=level,
+                proven_at=verified_at,
             )
-        facts.append((backup.slug, backup.name, backup.created_at, proofs))
+        )
     return evaluate_321(facts, now=now, max_age=limit)
 
 
@@ -136,23 +132,19 @@ def policies(options: AddonOptions, where: dict[str, Place]) -> dict[str, Retent
 
 
 def copy_facts(catalog: Catalog, where: dict[str, Place]) -> list[CopyFacts]:
-    backups = {b.slug: b for b in catalog.backups()}
-    facts = []
-    for copy in catalog.copies():
-        backup = backups.get(copy.slug)
-        if backup is None or copy.location not in where or copy.state is not CopyState.COMMITTED:
-            continue
-        facts.append(
-            CopyFacts(
-                slug=copy.slug,
-                location=copy.location,
-                created_at=backup.created_at,
-                verified=copy.level >= ProofLevel.CHECKED,
-                pinned=backup.pinned,
-                ours=backup.origin is Origin.ADDON,
-            )
+    """What retention needs to know of every good copy in a known place."""
+    return [
+        CopyFacts(
+            slug=slug,
+            location=location,
+            created_at=created_at,
+            verified=level >= ProofLevel.CHECKED,
+            pinned=pinned,
+            ours=origin is Origin.ADDON,
         )
-    return facts
+        for slug, location, created_at, level, pinned, origin in catalog.good_copy_rows()
+        if location in where
+    ]
 
 
 def plan(

@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections import defaultdict
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from ..catalog import BackupRecord, Catalog, Copy, CopyState, ProofLevel
+from ..catalog import BackupRecord, Catalog, Copy, CopyState
 from ..options import BackupType, Folder
 from ..pipeline import ManualBackup
 from .common import UserError, addon_of, bool_field, int_query, json_body, json_response, text_field
@@ -80,20 +79,8 @@ def backup_json(backup: BackupRecord, copies: list[Copy]) -> dict[str, Any]:
 
 
 def _slugs_where(catalog: Catalog, show: str) -> frozenset[str]:
-    """Backups with a problem, or with no copy proven beyond its size: one query for every copy."""
-    copies_of: dict[str, list[Copy]] = defaultdict(list)
-    for c in catalog.copies():
-        copies_of[c.slug].append(c)
-    wanted = _has_problem if show == "problems" else _unproven
-    return frozenset(b.slug for b in catalog.backups() if wanted(copies_of[b.slug]))
-
-
-def _has_problem(copies: list[Copy]) -> bool:
-    return not copies or any(c.state in (CopyState.FAILED, CopyState.BAD) for c in copies)
-
-
-def _unproven(copies: list[Copy]) -> bool:
-    return not any(c.good and c.level >= ProofLevel.SCRUBBED for c in copies)
+    """Backups with a problem, or with no copy proven beyond its size."""
+    return catalog.slugs_with_problems() if show == "problems" else catalog.slugs_unproven()
 
 
 async def list_backups(request: web.Request) -> web.Response:

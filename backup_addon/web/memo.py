@@ -23,7 +23,7 @@ MAX_AGE = 30.0
 
 def catalog_version(catalog: Catalog) -> int:
     """A number that changes with every row the catalog writes (SQLite counts them per connection)."""
-    return catalog._db.total_changes
+    return catalog.changes
 
 
 @dataclass(slots=True)

@@ -106,6 +106,7 @@ async def run_demo(directory: Path, *, port: int = 8099, once: bool = False) -> 
     """Run the demo; with `once`, make one backup and return 0 only if every copy is good."""
     try:
         from supervisor_sim import SimConfig, SupervisorSim
+        from supervisor_sim.addon_self import addon_self
     except ImportError:
         print("The demo needs supervisor_sim, which is in the add-on's source repository; run it from there.")
         return 2
@@ -148,6 +149,17 @@ async def run_demo(directory: Path, *, port: int = 8099, once: bool = False) -> 
         _save_kit(directory / KIT_FILENAME, addon.kit())
         print(f"Demo running. Open http://127.0.0.1:{port} ; files are in {directory}. Press Ctrl+C to stop.")
         addon.start_background_run("demo")
+
+        async def restart() -> None:
+            # What the Supervisor does after the panel saved new options: stop, start with them.
+            nonlocal addon
+            await addon.stop()
+            addon = Addon(settings, load_options(data_dir / "options.json"))
+            await addon.start()
+
+        own = addon_self(sim)
+        own.options_file = data_dir / "options.json"
+        own.on_restart = restart
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

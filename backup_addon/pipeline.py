@@ -7,8 +7,10 @@ details live in those modules, not here.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, tzinfo
@@ -133,6 +135,7 @@ class BackupRunner:
         self.after_commit: list[Callable[[str, Location, str], Awaitable[None]]] = []
         self.on_start: list[Callable[[int, str, ManualBackup | None], Awaitable[None]]] = []
         self._lock = asyncio.Lock()
+        self._stages: list[tuple[str, float]] = []
 
     def _progress(self, **changes: object) -> None:
         if self.progress is None:
@@ -224,8 +227,10 @@ class BackupRunner:
                 _LOGGER.exception("Backup run %d failed unexpectedly", run_id)
                 return RunResult(run_id=run_id, state=RunState.FAILED, error=f"unexpected error: {err!r}")
             finally:
+                sent = dict(self.progress.bytes_by_location) if self.progress else {}
                 self.progress = None
                 self._notify()
+            self.catalog.set_run_details(run_id, self._details(result, sent))
             self.catalog.finish_run(run_id, result.state, result.error)
             _LOGGER.info(
                 "Backup run %d %s: %s",
@@ -237,7 +242,23 @@ class BackupRunner:
 
     def _stage(self, run_id: int, stage: str, *, slug: str | None = None) -> None:
         self.catalog.set_stage(run_id, stage, slug=slug)
+        self._stages.append((stage, time.monotonic()))
         self._progress(stage=stage, **({"slug": slug} if slug else {}))
+
+    def _details(self, result: RunResult, sent: dict[str, int]) -> dict[str, Any]:
+        """What the panel's activity page shows of a run: stage durations, sizes, speeds."""
+        marks = [*self._stages, ("end", time.monotonic())]
+        durations: dict[str, float] = {}
+        for (stage, began), (_, ended) in itertools.pairwise(marks):
+            name = "supervisor backup" if stage.startswith("supervisor") else stage
+            durations[name] = round(durations.get(name, 0.0) + ended - began, 2)
+        copying = durations.get("copying", 0.0)
+        return {
+            "durations": durations,
+            "size_bytes": result.size,
+            "throughput": {name: round(done / copying) for name, done in sent.items() if copying > 0},
+            "warnings": result.warnings,
+        }
 
     async def _run(self, run_id: int, what: ManualBackup) -> RunResult:
         now = datetime.now(UTC)

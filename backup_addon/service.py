@@ -722,11 +722,11 @@ class Addon:
 
     async def test_location(self, name: str) -> ProbeReport:
         place = self._place(name)
-        if place.location is None:
-            raise AddonError(
-                f"{name} is managed by the Supervisor; check it under Settings > System > Storage."
-            )
-        return await probe(place.location)
+        configured = next((loc for loc in self.options.locations if loc.name == name), None)
+        if place.location is None or configured is None:
+            raise AddonError(f"{name} is managed by the Supervisor; check it under Settings > System > Storage.")
+        # Without the retry wrapper: a connection test must answer now, not after backing off.
+        return await probe(build_location(configured, self.catalog, retry=False))
 
     async def save_options(self, options: dict[str, Any]) -> None:
         """Validate new options, store them through the Supervisor and restart the add-on."""

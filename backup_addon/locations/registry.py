@@ -42,7 +42,8 @@ def _kind(options: LocationOptions, catalog: Catalog) -> Location:
     raise ValueError(f"no location kind for {options!r}")
 
 
-def build_location(options: LocationOptions, catalog: Catalog) -> Location:
+def build_location(options: LocationOptions, catalog: Catalog, *, retry: bool = True) -> Location:
+    """The location with its wrappers; `retry=False` for a connection test that must answer at once."""
     location = _kind(options, catalog)
     if options.offsite is not None:
         location.offsite = options.offsite
@@ -50,4 +51,5 @@ def build_location(options: LocationOptions, catalog: Catalog) -> Location:
         location = WindowedLocation(location, options.upload_window)
     if options.upload_limit_mbit is not None:
         location = ThrottledLocation(location, int(options.upload_limit_mbit * BYTES_PER_MEGABIT))
-    return RetryingLocation(LimitedLocation(location, limit=2))
+    limited = LimitedLocation(location, limit=2)
+    return RetryingLocation(limited) if retry else limited

@@ -128,7 +128,7 @@ async def test_new_location(request: web.Request) -> web.Response:
     except InvalidOptions as err:
         problems = [p.removeprefix("locations.0.").removeprefix("locations.0") for p in err.problems]
         raise UserError("Check the location's details.", problems=problems) from None
-    location = build_location(parsed.locations[0], addon.catalog)
+    location = build_location(parsed.locations[0], addon.catalog, retry=False)
     return json_response(await probe(location))
 
 

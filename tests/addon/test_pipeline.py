@@ -256,3 +256,15 @@ async def test_next_run_succeeds_after_a_failed_one(sim, make_runner, tmp_path):
     result = await runner.run("test")
     assert result.state is RunState.SUCCEEDED
     assert len(stored_files(locs["usb"])) == 1
+
+
+async def test_a_run_records_how_long_each_stage_took_and_how_fast_each_copy_went(sim, make_runner, tmp_path):
+    runner = await make_runner(folders(tmp_path, "usb", "nas"))
+    result = await runner.run("test")
+
+    details = runner.catalog.run(result.run_id).details
+    assert {"requesting", "supervisor backup", "copying", "checking"} <= set(details["durations"])
+    assert all(seconds >= 0 for seconds in details["durations"].values())
+    assert details["size_bytes"] == result.size
+    assert set(details["throughput"]) == {"usb", "nas"}
+    assert all(speed > 0 for speed in details["throughput"].values())

@@ -3,6 +3,7 @@
 import asyncio
 import os
 
+import aiohttp
 import pytest
 
 from backup_addon import upkeep
@@ -24,7 +25,7 @@ from .conftest import TOKEN
 async def make_addon(sim_url, tmp_path):
     made = []
 
-    async def make(**extra):
+    async def make(nas_offsite=False, **extra):
         folders = {"USB": tmp_path / "usb", "NAS": tmp_path / "nas"}
         for path in folders.values():
             path.mkdir(exist_ok=True)
@@ -35,7 +36,9 @@ async def make_addon(sim_url, tmp_path):
             backup_dir=tmp_path / "supervisor" / "backup",
             poll_interval=0.02,
         )
-        raw = {"locations": [{"name": n, "kind": "folder", "path": str(p)} for n, p in folders.items()], **extra}
+        locations = [{"name": n, "kind": "folder", "path": str(p)} for n, p in folders.items()]
+        locations[1]["offsite"] = nas_offsite
+        raw = {"locations": locations, **extra}
         addon = Addon(settings, parse_options(raw))
         await addon.start(schedule=False, web_server=False, upkeep_loop=False)
         made.append(addon)
@@ -180,7 +183,6 @@ async def test_commands_from_automations_start_backups_and_bad_lines_are_skipped
 
 async def test_home_assistants_own_backups_are_mirrored_when_asked(make_addon, sim, sim_url, aiohttp_client):
     addon, folders = await make_addon(other_backups="mirror")
-    import aiohttp
 
     async with aiohttp.ClientSession() as session:
         answer = await session.post(f"{sim_url}/_sim/others/backup", json={"kind": "automatic"})
@@ -200,3 +202,25 @@ async def test_home_assistants_own_backups_are_mirrored_when_asked(make_addon, s
     assert states["USB"] is CopyState.COMMITTED and states["NAS"] is CopyState.COMMITTED
     assert list(folders["USB"].rglob(f"*{backup.slug}.tar.age"))
     assert await addon.sync_other_backups() == 0  # seen once, copied once
+
+
+async def test_home_assistants_backup_leaves_the_device_once_an_offsite_copy_is_proven(make_addon, sim, sim_url):
+    # Only an off-site copy may stand in for the one on the device.
+    addon, folders = await make_addon(other_backups="mirror_and_remove_local", nas_offsite=True)
+    async with aiohttp.ClientSession() as session:
+        answer = await session.post(f"{sim_url}/_sim/others/backup", json={"kind": "manual"})
+        assert answer.status == 200, await answer.text()
+    for _ in range(200):
+        if sim.backups and not addon.runner.running:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)
+    [slug] = list(sim.backups)
+
+    await addon.sync_other_backups()
+
+    assert slug not in sim.backups  # gone from the device
+    copies = {c.location: c for c in addon.catalog.copies(slug)}
+    assert copies[".local"].state is CopyState.DELETED
+    assert copies["NAS"].state is CopyState.COMMITTED and copies["NAS"].level >= ProofLevel.SCRUBBED
+    assert list(folders["NAS"].rglob(f"*{slug}.tar.age"))

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 from aiohasupervisor import models
 
@@ -136,6 +137,7 @@ class BackupRunner:
         self.on_start: list[Callable[[int, str, ManualBackup | None], Awaitable[None]]] = []
         self._lock = asyncio.Lock()
         self._stages: list[tuple[str, float]] = []
+        self.own_jobs: set[UUID] = set()  # Supervisor jobs this runner started, to tell them from others'
 
     def _progress(self, **changes: object) -> None:
         if self.progress is None:
@@ -269,6 +271,7 @@ class BackupRunner:
         while True:
             try:
                 job_id = await self.gateway.start_backup(request)
+                self.own_jobs.add(job_id)
                 break
             except MountUnavailable as err:
                 # One network storage being down must not cost the backup everywhere else.

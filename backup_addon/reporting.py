@@ -36,6 +36,7 @@ NOTIFY_RULE_NOT_MET = f"{PREFIX}_rule_not_met"
 NOTIFY_STALE = f"{PREFIX}_backups_stale"
 NOTIFY_KIT_NOT_SAVED = f"{PREFIX}_emergency_kit_not_saved"
 NOTIFY_DISK_NEARLY_FULL = f"{PREFIX}_disk_nearly_full"
+NOTIFY_OTHER_BACKUP_FAILED = f"{PREFIX}_other_backup_failed"
 NOTIFICATION_IDS: tuple[str, ...] = (
     NOTIFY_BACKUP_FAILED,
     NOTIFY_LOCATION_UNREACHABLE,
@@ -44,6 +45,7 @@ NOTIFICATION_IDS: tuple[str, ...] = (
     NOTIFY_STALE,
     NOTIFY_KIT_NOT_SAVED,
     NOTIFY_DISK_NEARLY_FULL,
+    NOTIFY_OTHER_BACKUP_FAILED,
 )
 
 # --- entities -------------------------------------------------------------------------------
@@ -168,6 +170,8 @@ class StatusSnapshot:
     disk_free_bytes: int | None = None
     disk_total_bytes: int | None = None
     locations: dict[str, tuple[datetime | None, datetime | None]] = field(default_factory=dict)
+    # Errors of backups Home Assistant made itself (seen in the Supervisor's jobs) since its last good one.
+    other_failures: list[str] = field(default_factory=list)
 
 
 # --- redaction ------------------------------------------------------------------------------
@@ -405,7 +409,19 @@ def desired_notifications(
         wanted[NOTIFY_KIT_NOT_SAVED] = _kit_notification()
     if (disk := _disk_nearly_full(snapshot)) is not None:
         wanted[NOTIFY_DISK_NEARLY_FULL] = _disk_notification(snapshot, *disk)
+    if snapshot.other_failures:
+        wanted[NOTIFY_OTHER_BACKUP_FAILED] = _other_failure_notification(snapshot.other_failures)
     return wanted
+
+
+def _other_failure_notification(errors: list[str]) -> Notification:
+    message = (
+        "A backup that Home Assistant started itself (not one of 3-2-1 Backup's) failed: "
+        + "; ".join(errors[-3:])
+        + "\n\nOpen Settings > System > Backups to see Home Assistant's backup settings, and Settings > "
+        "System > Logs (Supervisor) for details. 3-2-1 Backup's own backups are not affected."
+    )
+    return Notification(f"{TITLE}: Home Assistant's own backup failed", message)
 
 
 # --- entity states --------------------------------------------------------------------------

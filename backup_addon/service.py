@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
@@ -191,6 +192,7 @@ class Addon:
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
         self.next_backup: datetime | None = None
         self.unreachable_since: dict[str, datetime] = {}
+        self.other_failures: dict[UUID, str] = {}
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
         self._background: set[asyncio.Task[Any]] = set()
         self._scheduler: asyncio.Task[None] | None = None
@@ -333,6 +335,9 @@ class Addon:
             disk_free_bytes=free,
             disk_total_bytes=total,
             locations={h.name: (h.last_success_at, h.last_proven_at) for h in health},
+            last_backup_slug=last_good.slug if last_good else None,
+            running=self.runner.running,
+            other_failures=list(self.other_failures.values()),
         )
 
     def _backup_name(self, slug: str) -> str:
@@ -894,8 +899,29 @@ class Addon:
             done += 1
         return done
 
+    async def watch_other_jobs(self) -> None:
+        """Follow backups others started (Home Assistant's own): remember their failures until one works."""
+        jobs = await self.gateway.backup_jobs()
+        others = sorted(
+            (job for job in jobs if job.done and job.uuid not in self.runner.own_jobs),
+            key=lambda job: job.created or datetime.min.replace(tzinfo=UTC),
+        )
+        for job in others:
+            if job.errors:
+                if job.uuid not in self.other_failures:
+                    reason = "; ".join(e.message for e in job.errors)
+                    _LOGGER.warning("A backup Home Assistant started itself failed: %s", reason)
+                    self.other_failures[job.uuid] = reason
+            elif job.reference:
+                # A later backup of theirs worked: earlier failures are resolved.
+                self.other_failures.clear()
+
     async def sync_other_backups(self) -> int:
         """Notice backups made by others (Home Assistant's own); mirror them if the user asked."""
+        try:
+            await self.watch_other_jobs()
+        except AddonError as err:
+            _LOGGER.warning("Could not read the Supervisor's jobs: %s", err)
         try:
             listed = await self.gateway.list_backups()
         except AddonError as err:

@@ -105,6 +105,9 @@ async def _translated(action: str, seconds: float | None = None) -> AsyncIterato
         raise SupervisorError(_describe(err, action)) from err
 
 
+BACKUP_JOB_NAMES = frozenset({"backup_manager_full_backup", "backup_manager_partial_backup"})
+
+
 def _find_job(jobs: list[models.Job], uuid: UUID) -> models.Job | None:
     for job in jobs:
         if job.uuid == uuid:
@@ -393,3 +396,9 @@ class SupervisorGateway:
         """Ask the Supervisor to restart this add-on (to apply new options)."""
         async with _translated("restarting the add-on", self.request_timeout):
             await self._client.addons.restart_addon("self")
+
+    async def backup_jobs(self) -> list[models.Job]:
+        """The Supervisor's backup jobs (they stay listed until it restarts), whoever started them."""
+        async with _translated("reading the Supervisor's jobs", self.request_timeout):
+            info = await self._client.jobs.info()
+        return [job for job in info.jobs if job.name in BACKUP_JOB_NAMES]

@@ -15,6 +15,7 @@ from backup_addon.reporting import (
     NOTIFY_BACKUP_FAILED,
     NOTIFY_COPY_CORRUPT,
     NOTIFY_KIT_NOT_SAVED,
+    NOTIFY_OTHER_BACKUP_FAILED,
 )
 from backup_addon.service import Addon, Settings
 
@@ -224,3 +225,39 @@ async def test_home_assistants_backup_leaves_the_device_once_an_offsite_copy_is_
     assert copies[".local"].state is CopyState.DELETED
     assert copies["NAS"].state is CopyState.COMMITTED and copies["NAS"].level >= ProofLevel.SCRUBBED
     assert list(folders["NAS"].rglob(f"*{slug}.tar.age"))
+
+
+async def start_home_assistant_backup(sim_url, kind="automatic"):
+    async with aiohttp.ClientSession() as session:
+        answer = await session.post(f"{sim_url}/_sim/others/backup", json={"kind": kind})
+        assert answer.status == 200, await answer.text()
+        return (await answer.json())["job_id"]
+
+
+async def wait_job_done(sim, job_id):
+    for _ in range(200):
+        job = sim.jobs.get(job_id)
+        if job is not None and job.done:
+            return
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.5)
+
+
+async def test_a_failed_home_assistant_backup_is_notified_until_one_works(make_addon, sim, sim_url):
+    addon, _ = await make_addon()
+    sim.faults = sim.faults.updated({"fail_job": True})
+    await wait_job_done(sim, await start_home_assistant_backup(sim_url))
+
+    await addon.sync_other_backups()
+    await addon.publish()
+
+    assert NOTIFY_OTHER_BACKUP_FAILED in sim.core.notifications
+    assert "Home Assistant started itself" in sim.core.notifications[NOTIFY_OTHER_BACKUP_FAILED]["message"]
+    assert addon.catalog.recent_runs() == []  # not one of ours
+
+    sim.faults = sim.faults.updated({"fail_job": False})
+    await wait_job_done(sim, await start_home_assistant_backup(sim_url))
+    await addon.sync_other_backups()
+    await addon.publish()
+
+    assert NOTIFY_OTHER_BACKUP_FAILED not in sim.core.notifications

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import IntEnum, StrEnum
 from pathlib import Path
@@ -168,8 +168,9 @@ class BackupRecord:
 @dataclass(frozen=True, slots=True)
 class LocationSummary:
     last_success_at: datetime | None
-    last_proven_at: datetime | None
+    last_proven_at: datetime | None  # the last successful check of any level
     last_error: str | None
+    last_drilled_at: datetime | None = None  # the last restore test that passed
 
 
 @dataclass(frozen=True, slots=True)

@@ -419,7 +419,8 @@ def _other_failure_notification(errors: list[str]) -> Notification:
         "A backup that Home Assistant started itself (not one of 3-2-1 Backup's) failed: "
         + "; ".join(errors[-3:])
         + "\n\nOpen Settings > System > Backups to see Home Assistant's backup settings, and Settings > "
-        "System > Logs (Supervisor) for details. 3-2-1 Backup's own backups are not affected."
+        f"System > Logs (Supervisor) for details. 3-2-1 Backup's own backups are not affected: {OPEN_PANEL[0].lower()}{OPEN_PANEL[1:]} "
+        "to see them."
     )
     return Notification(f"{TITLE}: Home Assistant's own backup failed", message)
 
@@ -559,7 +560,7 @@ def desired_states(snapshot: StatusSnapshot) -> dict[str, EntityState]:
         extra = {"location": name, "unreachable_since": None if since is None else _iso(since)}
         states[copy_id] = _timestamp(f"{TITLE} {label} last copy", "mdi:content-copy", last_copy_at, **extra)
         states[proven_id] = _timestamp(
-            f"{TITLE} {label} last proven", "mdi:check-decagram", last_proven_at, **extra
+            f"{TITLE} {label} last proven restorable", "mdi:check-decagram", last_proven_at, **extra
         )
     return states
 
@@ -744,6 +745,7 @@ class Reporter:
                 for backup, location, error in snapshot.bad_copies
             ],
             locations={scrub(name): times for name, times in snapshot.locations.items()},
+            other_failures=[scrub(error) for error in snapshot.other_failures],
         )
 
     async def _sync(self, notifications: dict[str, Notification], states: dict[str, EntityState]) -> None:

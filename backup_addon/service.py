@@ -97,6 +97,7 @@ class LocationHealth:
     last_proven_at: datetime | None
     last_error: str | None
     supervisor: bool
+    last_restorable_at: datetime | None = None
 
 
 def _bytes_per_second(megabit: float | None) -> int | None:
@@ -274,6 +275,7 @@ class Addon:
                 last_proven_at=summary.get(place.name, empty).last_proven_at,
                 last_error=summary.get(place.name, empty).last_error,
                 supervisor=place.location is None,
+                last_restorable_at=summary.get(place.name, empty).last_drilled_at,
             )
             for place in self.places.values()
         ]
@@ -334,7 +336,7 @@ class Addon:
             kit_confirmed=self.keys.kit_confirmed,
             disk_free_bytes=free,
             disk_total_bytes=total,
-            locations={h.name: (h.last_success_at, h.last_proven_at) for h in health},
+            locations={h.name: (h.last_success_at, h.last_restorable_at) for h in health},
             last_backup_slug=last_good.slug if last_good else None,
             running=self.runner.running,
             other_failures=list(self.other_failures.values()),

@@ -28,6 +28,7 @@ from backup_addon.reporting import (
     NOTIFY_BACKUP_FAILED,
     NOTIFY_COPY_CORRUPT,
     NOTIFY_DISK_NEARLY_FULL,
+    NOTIFY_OTHER_BACKUP_FAILED,
     NOTIFY_KIT_NOT_SAVED,
     NOTIFY_LOCATION_UNREACHABLE,
     NOTIFY_RULE_NOT_MET,
@@ -97,6 +98,7 @@ PROBLEMS: dict[str, Callable[[], StatusSnapshot]] = {
     NOTIFY_STALE: lambda: healthy(stale=True, stale_reason="No backup succeeded for 3 days."),
     NOTIFY_KIT_NOT_SAVED: lambda: healthy(kit_confirmed=False),
     NOTIFY_DISK_NEARLY_FULL: lambda: healthy(disk_free_bytes=5_050_000_000),
+    NOTIFY_OTHER_BACKUP_FAILED: lambda: healthy(other_failures=["Backup was canceled: disk full"]),
 }
 
 
@@ -253,7 +255,7 @@ def test_each_location_has_a_last_copy_and_a_last_proven_sensor() -> None:
     assert copy.attributes["unreachable_since"] == (NOW - timedelta(hours=1)).isoformat()
     usb = states["sensor.backup_321_usb_disk_last_proven"]
     assert datetime.fromisoformat(usb.state) == NOW - timedelta(hours=8)
-    assert usb.attributes["friendly_name"] == "3-2-1 Backup USB disk last proven"
+    assert usb.attributes["friendly_name"] == "3-2-1 Backup USB disk last proven restorable"
 
 
 def test_plain_tuples_work_like_the_named_ones() -> None:
@@ -568,6 +570,7 @@ def leaky_snapshot() -> StatusSnapshot:
         kit_confirmed=False,
         disk_free_bytes=1,
         locations={f"S3 {secret}": LocationTimes(None, None)},
+        other_failures=[f"upload to https://u:{password}@nas failed"],
     )
 
 

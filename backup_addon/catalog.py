@@ -224,12 +224,12 @@ class Catalog:
         """Per location: the last committed copy, the last proof, and the newest unresolved error."""
         summary: dict[str, LocationSummary] = {}
         rows = self._db.execute(
-            "SELECT location, MAX(committed_at) AS last_success, MAX(verified_at) AS last_proven "
-            "FROM copies GROUP BY location"
+            "SELECT location, MAX(committed_at) AS last_success, MAX(verified_at) AS last_proven, "
+            "MAX(drilled_at) AS last_drilled FROM copies GROUP BY location"
         )
         for row in rows:
             summary[row["location"]] = LocationSummary(
-                _dt(row["last_success"]), _dt(row["last_proven"]), None
+                _dt(row["last_success"]), _dt(row["last_proven"]), None, _dt(row["last_drilled"])
             )
         failures = self._db.execute(
             "SELECT location, error, MAX(COALESCE(checked_at, started_at)) AS at FROM copies "
@@ -242,9 +242,7 @@ class Catalog:
             if known is None or at is None:
                 continue
             if known.last_success_at is None or at >= known.last_success_at:
-                summary[row["location"]] = LocationSummary(
-                    known.last_success_at, known.last_proven_at, row["error"]
-                )
+                summary[row["location"]] = replace(known, last_error=row["error"])
         return summary
 
     def proof_rows(self) -> list[tuple[str, str, datetime, str, str, int, datetime | None]]:

@@ -83,6 +83,10 @@ async def test_a_backup_is_checked_after_writing_and_proven_by_a_drill(make_addo
     levels = {c.location: (c.level, c.drilled_at is not None) for c in addon.catalog.copies(result.slug)}
     assert levels == dict.fromkeys((".local", "USB", "NAS"), (ProofLevel.DRILLED, True))
     assert sorted(e["location"] for e in events(sim, "backup_321_copy_verified")) == [".local", "NAS", "USB"]
+    health = {h.name: h for h in addon.location_health()}
+    assert all(health[name].last_restorable_at is not None for name in (".local", "USB", "NAS"))
+    await addon.publish()
+    assert sim.core.states["sensor.backup_321_usb_last_proven"]["state"] != "unknown"
     verdict = addon.verdict()
     assert (verdict.copies, verdict.offsite) == (3, 0)
     assert not verdict.met

@@ -7,14 +7,19 @@ committed before the next step starts.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sqlite3
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import IntEnum, StrEnum
 from pathlib import Path
 from typing import Any
+
+from .errors import AddonError
 
 SCHEMA_VERSION = 2
 
@@ -82,6 +87,10 @@ _ADDED_COLUMNS = {
 }
 
 
+class CatalogUnavailable(AddonError):
+    """The catalog cannot be written (the add-on's storage is full or failing)."""
+
+
 class RunState(StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
@@ -94,6 +103,7 @@ class CopyState(StrEnum):
     COMMITTED = "committed"
     FAILED = "failed"  # the write did not finish
     BAD = "bad"  # written, but a later check found it damaged or missing
+    DELETING = "deleting"  # being removed: no longer counted, finished after a crash
     DELETED = "deleted"  # removed by retention or by the user
 
 
@@ -193,6 +203,9 @@ class Catalog:
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
+        # Created private before SQLite opens it; its -wal and -shm files take the same mode.
+        os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+        path.chmod(0o600)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -285,15 +298,30 @@ class Catalog:
         rows = self._db.execute("PRAGMA integrity_check").fetchall()
         return [str(r[0]) for r in rows if str(r[0]) != "ok"]
 
-    def _write(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
-        self._db.execute("BEGIN IMMEDIATE")
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One atomic change; a full or failing disk becomes CatalogUnavailable, never a half write."""
         try:
-            cursor = self._db.execute(sql, params)
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
-        return cursor
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        except sqlite3.OperationalError as err:
+            if self._db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+            raise CatalogUnavailable(
+                f"The add-on cannot write its catalog in its own storage (/data): {err}. Free some space "
+                "on the device (Settings > System > Repairs shows what is full); the add-on carries on "
+                "by itself once it can write again."
+            ) from err
+
+    def _write(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+        with self._transaction():
+            return self._db.execute(sql, params)
 
     # --- meta -------------------------------------------------------------------------------
 
@@ -328,12 +356,11 @@ class Catalog:
             )
         ]
         now = _now()
-        self._db.execute("BEGIN IMMEDIATE")
-        self._db.execute(
-            "UPDATE runs SET state = ?, error = COALESCE(error, ?), finished_at = ? WHERE state = ?",
-            (RunState.FAILED, INTERRUPTED, now, RunState.RUNNING),
-        )
-        self._db.execute("COMMIT")
+        with self._transaction():
+            self._db.execute(
+                "UPDATE runs SET state = ?, error = COALESCE(error, ?), finished_at = ? WHERE state = ?",
+                (RunState.FAILED, INTERRUPTED, now, RunState.RUNNING),
+            )
         self.fail_unfinished_copies(INTERRUPTED)
         return RepairReport(interrupted_runs=runs, interrupted_copies=copies)
 
@@ -406,10 +433,9 @@ class Catalog:
 
     def forget_backup(self, slug: str) -> None:
         """Drop a backup that exists nowhere any more, with its copies."""
-        self._db.execute("BEGIN IMMEDIATE")
-        self._db.execute("DELETE FROM copies WHERE slug = ?", (slug,))
-        self._db.execute("DELETE FROM backups WHERE slug = ?", (slug,))
-        self._db.execute("COMMIT")
+        with self._transaction():
+            self._db.execute("DELETE FROM copies WHERE slug = ?", (slug,))
+            self._db.execute("DELETE FROM backups WHERE slug = ?", (slug,))
 
     def set_backup_hash(self, slug: str, size_bytes: int, sha256: str) -> None:
         self._write(
@@ -461,6 +487,17 @@ class Catalog:
             "UPDATE copies SET state = ?, error = ?, checked_at = ? WHERE slug = ? AND location = ?",
             (CopyState.BAD, error, _now(), slug, location),
         )
+
+    def copy_deleting(self, slug: str, location: str) -> None:
+        """Recorded before a copy is removed, so a crash in between cannot leave it counted as good."""
+        self._write(
+            "UPDATE copies SET state = ?, checked_at = ? WHERE slug = ? AND location = ?",
+            (CopyState.DELETING, _now(), slug, location),
+        )
+
+    def unfinished_deletions(self) -> list[Copy]:
+        rows = self._db.execute("SELECT * FROM copies WHERE state = ?", (CopyState.DELETING,))
+        return [_copy(r) for r in rows]
 
     def copy_deleted(self, slug: str, location: str) -> None:
         self._write(

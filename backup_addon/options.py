@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import reprlib
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -236,17 +237,39 @@ class AddonOptions(_Strict):
         return self
 
 
+MAX_PROBLEM_CHARS = 280
+_SHOWN = reprlib.Repr(maxstring=40, maxother=40, maxlist=4, maxdict=4, maxlevel=2)
+_PLAIN_PART = re.compile(r"^[\w-]{1,40}$")
+
+
+def _part(part: object) -> str:
+    """One step of an option's path, safe to print: odd or long names are quoted and shortened."""
+    text = str(part)
+    return text if _PLAIN_PART.match(text) else _SHOWN.repr(text)
+
+
+def _one_line(text: str) -> str:
+    """A problem as one short line: control characters escaped, the tail cut."""
+    flat = "".join(ch if ch >= " " and ch != "\x7f" else ch.encode("unicode_escape").decode() for ch in text)
+    return flat if len(flat) <= MAX_PROBLEM_CHARS else flat[: MAX_PROBLEM_CHARS - 3] + "..."
+
+
 def _describe(error: dict[str, Any]) -> str:
-    where = ".".join(str(part) for part in error["loc"]) or "options"
+    return _one_line(_sentence(error))
+
+
+def _sentence(error: dict[str, Any]) -> str:
+    where = ".".join(_part(part) for part in error["loc"]) or "options"
     kind = error["type"]
+    shown = _SHOWN.repr(error.get("input"))
     if kind == "extra_forbidden":
         return f"{where}: unknown option; remove it"
     if kind == "literal_error" or kind == "enum":
         allowed = error.get("ctx", {}).get("expected", "")
-        return f"{where}: {error['input']!r} is not allowed; use one of {allowed}"
+        return f"{where}: {shown} is not allowed; use one of {allowed}"
     if kind == "union_tag_invalid":
         allowed = error.get("ctx", {}).get("expected_tags", "")
-        return f"{where}: kind {error['ctx'].get('tag')!r} is not known; use one of {allowed}"
+        return f"{where}: kind {_SHOWN.repr(error['ctx'].get('tag'))} is not known; use one of {allowed}"
     if kind in ("greater_than_equal", "less_than_equal"):
         ctx = error.get("ctx", {})
         bound = ctx.get("ge", ctx.get("le"))

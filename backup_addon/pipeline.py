@@ -425,7 +425,7 @@ class BackupRunner:
     def _size(info: models.BackupComplete) -> int | None:
         attributes = info.location_attributes
         local = attributes.get(LOCAL) or next(iter(attributes.values()), None)
-        return None if local is None else local.size_bytes
+        return None if local is None else sane_size(local.size_bytes)
 
     def _supervisor_copies(
         self,
@@ -439,7 +439,7 @@ class BackupRunner:
             self.catalog.copy_started(slug, name, "supervisor", None)
             present = attributes.get(name)
             if present is not None:
-                self.catalog.copy_committed(slug, name, present.size_bytes, None)
+                self.catalog.copy_committed(slug, name, sane_size(present.size_bytes), None)
                 # The Supervisor wrote and listed it: as strong as a location's own size check.
                 self.catalog.copy_checked(slug, name, ProofLevel.CHECKED)
                 results.append(CopyResult(name, "supervisor", True))
@@ -556,6 +556,11 @@ def _error_text(err: BaseException) -> str:
     if isinstance(err, AddonError):
         return str(err)
     return f"unexpected error: {err!r}"
+
+
+def sane_size(value: object) -> int | None:
+    """A size from the Supervisor, or None when it is garbled or too large for anyone to store."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63 else None
 
 
 def origin_of(extra: Mapping[str, Any] | None) -> Origin:

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from . import __version__, upkeep
-from .catalog import BackupRecord, Catalog, CopyState, LocationSummary, Origin, RunState
+from .catalog import BackupRecord, Catalog, CatalogUnavailable, CopyState, LocationSummary, Origin, RunState
 from .commands import Command, InvalidCommand, read_commands
 from .crypto.age import Recipient, encrypt_stream
 from .crypto.keys import KeyStore
@@ -39,6 +39,7 @@ from .pipeline import (
     RunProgress,
     RunResult,
     origin_of,
+    sane_size,
 )
 from .recovery import discover, rebuild_catalog
 from .reporting import (
@@ -98,6 +99,17 @@ class LocationHealth:
     last_error: str | None
     supervisor: bool
     last_restorable_at: datetime | None = None
+
+
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    """Background work that failed says so in the log (nobody else awaits it)."""
+    if task.cancelled() or task.exception() is None:
+        return
+    err = task.exception()
+    if isinstance(err, AddonError):
+        _LOGGER.error("%s failed: %s", task.get_name(), err)
+    else:
+        _LOGGER.error("%s failed unexpectedly", task.get_name(), exc_info=err)
 
 
 def _bytes_per_second(megabit: float | None) -> int | None:
@@ -381,6 +393,7 @@ class Addon:
         task = asyncio.create_task(work, name=name)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        task.add_done_callback(_log_failure)
         return task
 
     async def backup(
@@ -704,6 +717,17 @@ class Addon:
         self._broadcast({"type": "changed"})
         return added
 
+    async def _finish_deletions(self) -> None:
+        """Deletions a crash interrupted: the copies were already out of every count; remove them."""
+        for copy in self.catalog.unfinished_deletions():
+            place = self.places.get(copy.location)
+            if place is None:
+                continue
+            try:
+                await upkeep.delete_copy(self.catalog, self.gateway, place, copy.slug)
+            except Exception as err:  # a location that is down: the next start tries again
+                _LOGGER.warning("Could not finish deleting %s from %s: %s", copy.slug, copy.location, err)
+
     async def _recover_quietly(self) -> None:
         try:
             added = await self.recover()
@@ -758,6 +782,7 @@ class Addon:
                 continue
             if removed:
                 _LOGGER.info("Removed %d incomplete copies from %s", removed, location.name)
+        await self._finish_deletions()
         if self.locations and not self.catalog.backups():
             # A fresh install (or a lost catalog): find what the locations already hold.
             self._spawn(self._recover_quietly(), "recover")
@@ -812,42 +837,53 @@ class Addon:
 
     async def _schedule_loop(self) -> None:
         while True:
-            now = self.clock().astimezone(self.tz)
-            upcoming: list[datetime] = []
-            for index, entry in enumerate(self.options.schedules):
-                schedule = entry.schedule()
-                key = f"{SLOT_KEY}.{index}" if index else SLOT_KEY
-                stored = self.catalog.get_meta(key)
-                if stored is None:
-                    # First start: the schedule begins with the next slot.
-                    self.catalog.set_meta(key, now.isoformat())
-                    stored = now.isoformat()
-                slot = due_run(schedule, now, datetime.fromisoformat(stored), jitter=self._jitter(index))
-                if slot is not None and not self.runner.running:
-                    # Stored before the run starts, so a crash mid-run does not repeat it forever.
-                    self.catalog.set_meta(key, slot.isoformat())
-                    late = now.astimezone(UTC) - slot.astimezone(UTC)
-                    trigger = "schedule" if late.total_seconds() < 300 else "catch-up"
-                    try:
-                        await self.backup(trigger, self.runner.default_backup(BackupType(schedule.type)))
-                    except AddonError as err:
-                        _LOGGER.error("Scheduled backup skipped: %s", err)
-                        await self._record_skipped(trigger, str(err))
-                    now = self.clock().astimezone(self.tz)
-                upcoming_slot = next_run_after(schedule, now, jitter=self._jitter(index))
-                if upcoming_slot is not None:
-                    upcoming.append(upcoming_slot)
-            self.next_backup = min(upcoming, key=lambda moment: moment.astimezone(UTC)) if upcoming else None
-            wait = (
-                SCHEDULER_TICK
-                if self.next_backup is None
-                else (self.next_backup.astimezone(UTC) - now.astimezone(UTC)).total_seconds()
-            )
+            try:
+                wait = await self._schedule_tick()
+            except AddonError as err:
+                # The catalog's disk may be full for a while: keep the schedule alive, try again.
+                _LOGGER.error("The schedule could not be checked: %s", err)
+                wait = SCHEDULER_TICK
             await asyncio.sleep(max(1.0, min(wait, SCHEDULER_TICK)))
 
+    async def _schedule_tick(self) -> float:
+        """Run what is due; return the seconds until the next scheduled backup."""
+        now = self.clock().astimezone(self.tz)
+        upcoming: list[datetime] = []
+        for index, entry in enumerate(self.options.schedules):
+            schedule = entry.schedule()
+            key = f"{SLOT_KEY}.{index}" if index else SLOT_KEY
+            stored = self.catalog.get_meta(key)
+            if stored is None:
+                # First start: the schedule begins with the next slot.
+                self.catalog.set_meta(key, now.isoformat())
+                stored = now.isoformat()
+            slot = due_run(schedule, now, datetime.fromisoformat(stored), jitter=self._jitter(index))
+            if slot is not None and not self.runner.running:
+                # Stored before the run starts, so a crash mid-run does not repeat it forever.
+                self.catalog.set_meta(key, slot.isoformat())
+                late = now.astimezone(UTC) - slot.astimezone(UTC)
+                trigger = "schedule" if late.total_seconds() < 300 else "catch-up"
+                try:
+                    await self.backup(trigger, self.runner.default_backup(BackupType(schedule.type)))
+                except AddonError as err:
+                    _LOGGER.error("Scheduled backup skipped: %s", err)
+                    await self._record_skipped(trigger, str(err))
+                now = self.clock().astimezone(self.tz)
+            upcoming_slot = next_run_after(schedule, now, jitter=self._jitter(index))
+            if upcoming_slot is not None:
+                upcoming.append(upcoming_slot)
+        self.next_backup = min(upcoming, key=lambda moment: moment.astimezone(UTC)) if upcoming else None
+        if self.next_backup is None:
+            return SCHEDULER_TICK
+        return (self.next_backup.astimezone(UTC) - now.astimezone(UTC)).total_seconds()
+
     async def _record_skipped(self, trigger: str, reason: str) -> None:
-        run_id = self.catalog.start_run(trigger)
-        self.catalog.finish_run(run_id, RunState.FAILED, reason)
+        try:
+            run_id = self.catalog.start_run(trigger)
+            self.catalog.finish_run(run_id, RunState.FAILED, reason)
+        except CatalogUnavailable as err:
+            _LOGGER.error("%s", err)
+            return
         await self.reporter.event(
             EVENT_BACKUP_FAILED,
             backup_failed_payload(run_id=run_id, stage="checking free space", error=reason),
@@ -865,12 +901,18 @@ class Addon:
     async def _upkeep_loop(self) -> None:
         last_poll = 0.0
         while True:
-            await self.publish()
-            if not self.runner.running and not self._busy.locked():
-                await self.check_copies()
-                if time.monotonic() - last_poll > OTHER_BACKUPS_POLL:
-                    last_poll = time.monotonic()
-                    await self.sync_other_backups()
+            try:
+                await self.publish()
+                if not self.runner.running and not self._busy.locked():
+                    await self.check_copies()
+                    if time.monotonic() - last_poll > OTHER_BACKUPS_POLL:
+                        last_poll = time.monotonic()
+                        await self.sync_other_backups()
+            except AddonError as err:
+                # One failed round (a full disk, the Supervisor restarting) must not end the checks.
+                _LOGGER.error("Checking the copies failed this time: %s", err)
+            except Exception:
+                _LOGGER.exception("Checking the copies failed unexpectedly")
             await asyncio.sleep(UPKEEP_TICK)
 
     async def check_copies(self, *, limit: int = 1) -> int:
@@ -942,7 +984,7 @@ class Addon:
                 name=info.name,
                 type=str(info.type),
                 created_at=info.date,
-                size_bytes=backup.size_bytes if hasattr(backup, "size_bytes") else None,
+                size_bytes=sane_size(getattr(backup, "size_bytes", None)),
                 details={
                     "locations": sorted(info.location_attributes),
                     "protected": any(a.protected for a in info.location_attributes.values()),
@@ -953,7 +995,7 @@ class Addon:
             for name, attributes in info.location_attributes.items():
                 place_name = LOCAL if name in (None, LOCAL) else name
                 self.catalog.copy_started(backup.slug, place_name, "supervisor", None)
-                self.catalog.copy_committed(backup.slug, place_name, attributes.size_bytes, None)
+                self.catalog.copy_committed(backup.slug, place_name, sane_size(attributes.size_bytes), None)
             if origin is Origin.ADDON:
                 continue  # made by this add-on before its catalog was lost: known again, nothing to copy
             if self.options.other_backups is OtherBackups.IGNORE or not self.locations:

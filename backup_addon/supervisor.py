@@ -103,6 +103,13 @@ async def _translated(action: str, seconds: float | None = None) -> AsyncIterato
         raise SupervisorError(_describe(SupervisorTimeoutError(), action)) from err
     except LibSupervisorError as err:
         raise SupervisorError(_describe(err, action)) from err
+    except (ValueError, TypeError, LookupError, ArithmeticError) as err:
+        # An answer whose shape the client library could not read (a Supervisor bug or a proxy
+        # in the way): a clear failure of this step, not an "unexpected error".
+        raise SupervisorError(
+            f"The Supervisor sent an answer the add-on cannot read while {action} "
+            f"({type(err).__name__}); check that Home Assistant and the add-on are up to date."
+        ) from err
 
 
 BACKUP_JOB_NAMES = frozenset({"backup_manager_full_backup", "backup_manager_partial_backup"})

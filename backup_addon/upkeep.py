@@ -169,8 +169,9 @@ def plan(
 
 
 async def delete_copy(catalog: Catalog, gateway: SupervisorGateway, place: Place, slug: str) -> None:
-    """Remove one copy from where it is, and record it."""
+    """Remove one copy from where it is, and record it (marked first, so a crash cannot hide it)."""
     copy = catalog.copy(slug, place.name)
+    catalog.copy_deleting(slug, place.name)
     if place.location is None:
         await gateway.remove_backup(slug, place.name)
     elif copy is not None and copy.key:

@@ -38,6 +38,10 @@ class FolderLocationOptions(LocationOptionsBase):
     @field_validator("path")
     @classmethod
     def _path(cls, value: str) -> str:
+        if any(ord(ch) < 32 or ch == "\x7f" for ch in value):
+            raise ValueError(
+                "must not contain control characters such as line breaks; type the path again, e.g. /media/usb"
+            )
         path = Path(value)
         if not path.is_absolute():
             raise ValueError("must be an absolute path such as /share/backups or /media/usb")

@@ -50,8 +50,8 @@ from ..errors import (
     LocationUnreachable,
 )
 from .base import StoredObject, Usage, split_key
+from .s3_options import ENDPOINT_EXAMPLE, normalize_endpoint, normalize_prefix
 from .s3_options import S3LocationOptions as S3LocationOptions
-from .s3_options import normalize_endpoint, normalize_prefix
 
 _LOGGER = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -423,6 +423,13 @@ class S3Location:
                 name,
                 self.endpoint,
             )
+        if not verify_tls and (self.endpoint is None or self.endpoint.startswith("https://")):
+            # Only the location's name: the endpoint and the keys stay out of the log.
+            _LOGGER.warning(
+                "location %r: verify_tls is off, so the add-on cannot tell the real server from an impostor; "
+                "turn it on as soon as the server has a trusted certificate",
+                name,
+            )
 
     @classmethod
     def from_options(
@@ -454,16 +461,36 @@ class S3Location:
     def _where(self) -> str:
         return f"bucket {self.bucket} on {self._server}"
 
-    def _client(self) -> Any:
-        return _session().create_client(
-            "s3",
-            endpoint_url=self.endpoint,
-            region_name=self.region,
-            aws_access_key_id=self._access_key_id,
-            aws_secret_access_key=self._secret_access_key,
-            verify=self._verify_tls,
-            config=self._config,
-        )
+    @contextlib.asynccontextmanager
+    async def _client(self) -> AsyncIterator[Any]:
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                client = await stack.enter_async_context(
+                    _session().create_client(
+                        "s3",
+                        endpoint_url=self.endpoint,
+                        region_name=self.region,
+                        aws_access_key_id=self._access_key_id,
+                        aws_secret_access_key=self._secret_access_key,
+                        verify=self._verify_tls,
+                        config=self._config,
+                    )
+                )
+            except ValueError as err:
+                # botocore refuses an endpoint or a region it cannot use before anything is sent;
+                # its own text is not repeated, only which option to correct.
+                if "region" in str(err).lower():
+                    fix = (
+                        f"region {self.region!r} is not a region code; write it as your provider does, "
+                        "e.g. us-east-1"
+                    )
+                else:
+                    fix = (
+                        f"endpoint {self.endpoint or 'AWS'} is not a web address it can use; correct it, "
+                        f"e.g. {ENDPOINT_EXAMPLE}"
+                    )
+                raise LocationError(self.name, f"the S3 client could not be set up: {fix}") from err
+            yield client
 
     def _object_key(self, key: str) -> str:
         _check_key(key)

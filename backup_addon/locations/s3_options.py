@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Literal
 from urllib.parse import urlsplit
@@ -14,6 +15,11 @@ BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 IP_ADDRESS = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
 REGION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 STORAGE_CLASS = re.compile(r"^[A-Z][A-Z0-9_]{1,31}$")
+# What botocore takes as an endpoint's host: labels of letters, digits and '-', not starting or
+# ending with '-', at most 253 characters in all, with an optional final dot.
+HOST_LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
+HOST_NAME = re.compile(rf"^(?=.{{1,253}}$)({HOST_LABEL}\.)*{HOST_LABEL}\.?$")
+ENDPOINT_EXAMPLE = "https://s3.eu-central-003.backblazeb2.com"
 # Objects in these classes cannot be read back without a restore request, so no copy there
 # could be verified or restored when it is needed.
 ARCHIVE_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})
@@ -136,27 +142,79 @@ def normalize_endpoint(value: str | None) -> str | None:
     if value is None or not value.strip():
         return None
     value = value.strip()
+    if any(ord(ch) < 32 or ch == "\x7f" for ch in value):
+        raise ValueError(
+            "must not contain control characters such as line breaks; type the address again, "
+            f"e.g. {ENDPOINT_EXAMPLE}"
+        )
     if "://" not in value:
         value = f"https://{value}"
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        # urlsplit refuses a bracketed host that is not an IPv6 address, or a missing bracket.
+        raise ValueError(
+            f"must be a web address such as {ENDPOINT_EXAMPLE}; an IPv6 address goes in brackets, "
+            "e.g. http://[fd00::10]:9000"
+        ) from None
     if parts.scheme not in ("https", "http"):
         raise ValueError(
             "must start with https:// (or http:// for a server on your own network, which is unencrypted)"
         )
-    if parts.username or parts.password:
+    if "@" in parts.netloc:
         raise ValueError("must not hold a user name or password; use access_key_id and secret_access_key")
     if not parts.hostname:
-        raise ValueError("must name a server, e.g. https://s3.eu-central-003.backblazeb2.com")
+        raise ValueError(f"must name a server, e.g. {ENDPOINT_EXAMPLE}")
+    host = _endpoint_host(parts.hostname, parts.netloc)
     if parts.path.strip("/") or parts.query or parts.fragment:
         raise ValueError(
-            "must be only the server's address, e.g. https://s3.eu-central-003.backblazeb2.com; "
+            f"must be only the server's address, e.g. {ENDPOINT_EXAMPLE}; "
             "put the bucket in bucket and a folder in prefix"
         )
     try:
-        _ = parts.port
+        port = parts.port
     except ValueError:
         raise ValueError("has an invalid port number") from None
-    return f"{parts.scheme}://{parts.netloc}"
+    if host == parts.hostname:
+        return f"{parts.scheme}://{parts.netloc}"
+    # A host name in another script travels in its IDNA (xn--) form.
+    return f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
+
+
+def _endpoint_host(hostname: str, netloc: str) -> str:
+    """The endpoint's host as botocore takes it: ASCII, IDNA-encoded if need be; ValueError if not a host."""
+    shown = repr(netloc if len(netloc) <= 60 else netloc[:57] + "...")
+    refusal = f"must be a web address such as {ENDPOINT_EXAMPLE}; {shown} is not a host name or IP address"
+    if netloc.startswith("["):
+        try:
+            ipaddress.IPv6Address(hostname)
+        except ValueError:
+            raise ValueError(refusal) from None
+        return hostname
+    host = hostname
+    if not host.isascii():
+        from yarl import URL  # the IDNA encoding aiohttp uses; loaded only for such a host
+
+        try:
+            host = URL.build(scheme="https", host=host).raw_host or ""
+        except ValueError:  # UnicodeError included
+            raise ValueError(refusal) from None
+    if "_" in host and HOST_NAME.match(host.replace("_", "-")):
+        raise ValueError(
+            f"must be a web address such as {ENDPOINT_EXAMPLE}; S3 clients take no '_' in a host name, "
+            f"so write the server's IP address instead of {shown}"
+        )
+    if not HOST_NAME.match(host):
+        raise ValueError(refusal)
+    if IP_ADDRESS.match(host.rstrip(".")):
+        try:
+            ipaddress.IPv4Address(host.rstrip("."))
+        except ValueError:
+            raise ValueError(
+                f"must be a web address such as {ENDPOINT_EXAMPLE} or http://192.168.1.20:9000; "
+                f"{shown} is not an IP address"
+            ) from None
+    return host
 
 
 def normalize_prefix(value: str) -> str:

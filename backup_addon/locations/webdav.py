@@ -355,6 +355,18 @@ class WebdavLocation:
             return LocationUnreachable(
                 self.name, f"the connection to {host} broke while {action} ({err}); try again later"
             )
+        if isinstance(err, UnicodeError):
+            # The url's host passed the options but cannot be put in IDNA form to be looked up.
+            return LocationError(
+                self.name,
+                f"the server name {host!r} in the url cannot be looked up while {action}; correct the url, "
+                "e.g. https://cloud.example.com/remote.php/dav/files/alice/Backups",
+            )
+        if isinstance(err, ValueError):
+            # Retrying cannot mend a request aiohttp or yarl refuse to build (aiohttp's InvalidURL too).
+            return LocationError(
+                self.name, f"the request could not be made while {action} ({str(err)[:200]}); check the url"
+            )
         return LocationError(self.name, f"WebDAV request failed while {action}: {err}")
 
     def _status_error(
@@ -428,7 +440,7 @@ class WebdavLocation:
                 method, url, headers=headers, data=data, allow_redirects=False, timeout=timeout
             ) as resp:
                 return resp.status, await resp.read(), resp.headers, resp.reason
-        except (aiohttp.ClientError, TimeoutError) as err:
+        except (aiohttp.ClientError, TimeoutError, ValueError) as err:
             raise self._network_error(err, action) from err
 
     async def _propfind(
@@ -481,7 +493,7 @@ class WebdavLocation:
                 ) as resp:
                     status, reason, resp_headers = resp.status, resp.reason, resp.headers
                     await resp.read()
-        except (aiohttp.ClientError, TimeoutError) as err:
+        except (aiohttp.ClientError, TimeoutError, ValueError) as err:
             if body.source_error is not None:
                 raise body.source_error from None
             raise self._network_error(err, action) from err
@@ -514,7 +526,7 @@ class WebdavLocation:
         try:
             async with self._session() as session, session.delete(url, allow_redirects=False) as resp:
                 await resp.read()
-        except (aiohttp.ClientError, TimeoutError) as err:
+        except (aiohttp.ClientError, TimeoutError, ValueError) as err:
             _LOGGER.debug("Could not remove %s on %s: %s", url.path, self.name, err)
 
     async def _ensure_parent(
@@ -669,7 +681,7 @@ class WebdavLocation:
                         )
                     async for chunk in resp.content.iter_chunked(READ_CHUNK):
                         yield chunk
-            except (aiohttp.ClientError, TimeoutError) as err:
+            except (aiohttp.ClientError, TimeoutError, ValueError) as err:
                 raise self._network_error(err, action) from err
 
     async def stat(self, key: str) -> StoredObject | None:

@@ -3,6 +3,8 @@ aiohttp."""
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import re
 from typing import TYPE_CHECKING, Literal
 
@@ -12,6 +14,11 @@ from .options_base import LocationOptionsBase
 
 if TYPE_CHECKING:
     from yarl import URL
+
+# A host name as DNS, mDNS and Docker know it: labels of letters, digits, '-' and '_', not starting
+# or ending with '-', at most 253 characters in all, with an optional final dot.
+HOST_LABEL = r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)"
+HOST_NAME = re.compile(rf"^(?=.{{1,253}}$)({HOST_LABEL}\.)*{HOST_LABEL}\.?$")
 
 
 class WebdavLocationOptions(LocationOptionsBase):
@@ -75,12 +82,17 @@ def check_url(value: str) -> URL:
 
     example = "e.g. https://cloud.example.com/remote.php/dav/files/alice/Backups"
     text = value.strip()
+    if any(ord(ch) < 32 or ch == "\x7f" for ch in text):
+        raise ValueError(
+            f"must not contain control characters such as line breaks; type the address again, {example}"
+        )
     try:
         url = URL(text)
     except ValueError:
         raise ValueError(f"is not a web address; {example}") from None
     if url.scheme not in ("http", "https") or not url.host:
         raise ValueError(f"must start with https:// (or http://) and name a server; {example}")
+    check_host(url, example)
     if url.user is not None or url.password is not None:
         raise ValueError("must not contain a user name or password; put them in username and password")
     if "/apps/files" in url.path or "/index.php/" in url.path:
@@ -93,3 +105,19 @@ def check_url(value: str) -> URL:
     if re.search(r"/remote\.php/dav/?$", url.path) or re.search(r"/remote\.php/dav/files/?$", url.path):
         raise ValueError("points at Nextcloud's WebDAV root; add files/<your user name>/<folder>, " + example)
     return url
+
+
+def check_host(url: URL, example: str) -> None:
+    """Refuse a URL whose server is neither a host name nor an IP address."""
+    host = url.host or ""
+    with contextlib.suppress(ValueError):
+        ipaddress.ip_address(host)
+        return
+    shown = repr(host if len(host) <= 60 else host[:57] + "...")
+    refusal = (
+        f"must be a web address such as {example.removeprefix('e.g. ')}; {shown} is not a host name "
+        "or IP address"
+    )
+    # raw_host is the IDNA (xn--) form, the one looked up, of a name in another script.
+    if not HOST_NAME.match(url.raw_host or "") or re.fullmatch(r"[0-9.]+", host):
+        raise ValueError(refusal)

@@ -4,7 +4,7 @@ ARG BUILD_FROM=ghcr.io/home-assistant/base-python:3.13-alpine3.24
 FROM ${BUILD_FROM}
 
 ARG BUILD_ARCH
-ARG BUILD_VERSION=0.1.0
+ARG BUILD_VERSION=0.2.0
 
 # Stop gracefully: s6 waits this long (ms) for the service after SIGTERM, within the
 # 30 s `timeout` of config.yaml after which Docker kills the container.

@@ -253,10 +253,10 @@ class BackupRunner:
         durations: dict[str, float] = {}
         for (stage, began), (_, ended) in itertools.pairwise(marks):
             name = "supervisor backup" if stage.startswith("supervisor") else stage
-            durations[name] = round(durations.get(name, 0.0) + ended - began, 2)
+            durations[name] = durations.get(name, 0.0) + ended - began
         copying = durations.get("copying", 0.0)
         return {
-            "durations": durations,
+            "durations": {name: round(seconds, 3) for name, seconds in durations.items()},
             "size_bytes": result.size,
             "throughput": {name: round(done / copying) for name, done in sent.items() if copying > 0},
             "warnings": result.warnings,

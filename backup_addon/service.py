@@ -633,10 +633,19 @@ class Addon:
         async with self._busy:
             run_id = self.catalog.start_run("panel", "restore")
             self.catalog.set_stage(run_id, "restoring", slug=slug)
+            last_stage = ["restoring"]
+
+            def progress(stage: str, done: int) -> None:
+                if stage != last_stage[0]:
+                    last_stage[0] = stage
+                    self.catalog.set_stage(run_id, stage, slug=slug)
+                self._broadcast({"type": "restore", "run_id": run_id, "slug": slug, "stage": stage, "bytes": done})
+
             try:
                 if place.location is None:
                     outcome = await restore_supervisor_backup(
                         slug,
+                        on_progress=progress,
                         gateway=self.gateway,
                         password=self._password_for(backup),
                         selection=chosen,
@@ -653,6 +662,7 @@ class Addon:
                         enveloped=copy.key.endswith(ENVELOPE_SUFFIX),
                         selection=chosen,
                         expected_sha256=backup.sha256,
+                        on_progress=progress,
                     )
             except AddonError as err:
                 self.catalog.finish_run(run_id, RunState.FAILED, str(err))

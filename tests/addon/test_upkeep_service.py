@@ -18,6 +18,7 @@ from backup_addon.reporting import (
     NOTIFY_OTHER_BACKUP_FAILED,
 )
 from backup_addon.service import Addon, Settings
+from supervisor_sim.restore import restores
 
 from .conftest import TOKEN
 
@@ -265,3 +266,29 @@ async def test_a_failed_home_assistant_backup_is_notified_until_one_works(make_a
     await addon.publish()
 
     assert NOTIFY_OTHER_BACKUP_FAILED not in sim.core.notifications
+
+
+async def test_a_restore_from_a_location_reports_its_stages_and_reaches_the_supervisor(make_addon, sim):
+    addon, _ = await make_addon()
+    made = await addon.backup("test")
+    events_seen = []
+    listener = addon.subscribe()
+    collector = asyncio.create_task(_collect(listener, events_seen))
+    await addon.gateway.remove_backup(made.slug)  # Home Assistant lost it: only the USB copy is left
+
+    outcome = await addon.restore(made.slug, "USB", {"homeassistant": True})
+
+    await asyncio.sleep(0.05)  # let the listener take what is queued
+    collector.cancel()
+    assert outcome["ok"] and outcome["uploaded"] and not outcome["full"]
+    [record] = restores(sim).records
+    assert record.ok and record.homeassistant and record.slug == outcome["slug"]
+    run = addon.catalog.recent_runs(1, kind="restore")[0]
+    assert run.state is RunState.SUCCEEDED
+    stages = [e["stage"] for e in events_seen if e["type"] == "restore"]
+    assert "uploading" in stages and stages[-1] == "done"
+
+
+async def _collect(stream, into):
+    async for event in stream:
+        into.append(event)

@@ -289,20 +289,8 @@ class BackupRunner:
             _LOGGER.warning("Backup %s: %s", slug, warning)
         info = await self.gateway.backup_info(slug)
         self._stage(run_id, "recording", slug=slug)
-        self.catalog.record_backup(
-            slug=slug,
-            run_id=run_id,
-            name=info.name,
-            type=str(info.type),
-            created_at=info.date,
-            size_bytes=self._size(info),
-            details={
-                "locations": sorted(info.location_attributes),
-                "warnings": outcome.warnings,
-                "protected": any(a.protected for a in info.location_attributes.values()),
-                "key_id": self.encryption.key_id if self.encryption else None,
-            },
-        )
+        key_id = self.encryption.key_id if self.encryption else None
+        self._record(info, run_id=run_id, details={"warnings": outcome.warnings, "key_id": key_id})
         copies = self._supervisor_copies(slug, request.locations, info.location_attributes, outcome.warnings)
         for mount, problem in unavailable.items():
             self.catalog.copy_started(slug, mount, "supervisor", None)
@@ -336,18 +324,10 @@ class BackupRunner:
         info = await self.gateway.backup_info(slug)
         self._stage(run_id, "recording", slug=slug)
         known = self.catalog.backup(slug)
-        self.catalog.record_backup(
-            slug=slug,
+        self._record(
+            info,
             run_id=None if known is None else known.run_id,
-            name=info.name,
-            type=str(info.type),
-            created_at=info.date,
-            size_bytes=self._size(info),
-            details={
-                "locations": sorted(info.location_attributes),
-                "protected": any(a.protected for a in info.location_attributes.values()),
-                "extra": dict(info.extra or {}),
-            },
+            details={"extra": dict(info.extra or {})},
             origin=origin_of(info.extra),
         )
         copies, sha256, size = await self._copy_everywhere(run_id, slug, info.date, self._size(info), "")
@@ -360,6 +340,30 @@ class BackupRunner:
             size=size,
             copies=copies,
             error="; ".join(f"{c.location}: {c.error}" for c in failed) or None,
+        )
+
+    def _record(
+        self,
+        info: models.BackupComplete,
+        *,
+        run_id: int | None,
+        details: dict[str, Any],
+        origin: Origin = Origin.ADDON,
+    ) -> None:
+        """Put a backup the Supervisor describes into the catalog."""
+        self.catalog.record_backup(
+            slug=info.slug,
+            run_id=run_id,
+            name=info.name,
+            type=str(info.type),
+            created_at=info.date,
+            size_bytes=self._size(info),
+            details={
+                "locations": sorted(info.location_attributes),
+                "protected": any(a.protected for a in info.location_attributes.values()),
+                **details,
+            },
+            origin=origin,
         )
 
     async def _copy_everywhere(

@@ -24,6 +24,17 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def settings_for(sim_url, tmp_path, backup_dir=None):
+    """Settings of an add-on in tmp_path talking to the simulator at sim_url."""
+    return Settings(
+        supervisor_url=sim_url,
+        token=TOKEN,
+        data_dir=tmp_path / "data",
+        backup_dir=backup_dir or tmp_path / "supervisor" / "backup",
+        poll_interval=0.02,
+    )
+
+
 @pytest.fixture
 def sim(tmp_path):
     return SupervisorSim(
@@ -70,13 +81,7 @@ async def addon(sim_url, tmp_path):
     """The whole add-on (scheduler on, web server off) over one folder location."""
     usb = tmp_path / "usb"
     usb.mkdir()
-    settings = Settings(
-        supervisor_url=sim_url,
-        token=TOKEN,
-        data_dir=tmp_path / "data",
-        backup_dir=tmp_path / "supervisor" / "backup",
-        poll_interval=0.02,
-    )
+    settings = settings_for(sim_url, tmp_path)
     instance = Addon(settings, parse_options({"locations": [{"name": "USB", "kind": "folder", "path": str(usb)}]}))
     await instance.start(web_server=False)
     yield instance

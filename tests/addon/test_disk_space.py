@@ -9,10 +9,10 @@ import pytest
 from backup_addon.catalog import CopyState, RunState
 from backup_addon.options import parse_options
 from backup_addon.reporting import NOTIFY_BACKUP_FAILED
-from backup_addon.service import SLOT_KEY, Addon, Settings
+from backup_addon.service import SLOT_KEY, Addon
 from supervisor_sim import Faults, SimConfig, SupervisorSim
 
-from .conftest import TOKEN
+from .conftest import TOKEN, settings_for
 
 DISK_BYTES = 1024 * 1024
 
@@ -37,13 +37,7 @@ async def addon_on_small_disk(small_backup_disk, tmp_path, aiohttp_server):
     server = await aiohttp_server(sim.app)
     usb = tmp_path / "usb"
     usb.mkdir()
-    settings = Settings(
-        supervisor_url=str(server.make_url("")).rstrip("/"),
-        token=TOKEN,
-        data_dir=tmp_path / "data",
-        backup_dir=small_backup_disk,
-        poll_interval=0.02,
-    )
+    settings = settings_for(str(server.make_url("")).rstrip("/"), tmp_path, small_backup_disk)
     options = parse_options({"locations": [{"name": "USB", "kind": "folder", "path": str(usb)}], "keep_last": 10})
     addon = Addon(settings, options)
     await addon.start(schedule=False, web_server=False, upkeep_loop=False)

@@ -6,9 +6,9 @@ import pytest
 
 from backup_addon.catalog import CopyState, RunState
 from backup_addon.options import parse_options
-from backup_addon.service import Addon, Settings
+from backup_addon.service import Addon
 
-from .conftest import TOKEN
+from .conftest import settings_for
 
 FIRST_NIGHT = datetime(2026, 11, 1, 3, 45, tzinfo=UTC)
 
@@ -18,13 +18,7 @@ async def week_addon(sim, sim_url, tmp_path):
     folders = {"USB": tmp_path / "usb", "NAS": tmp_path / "nas"}
     for path in folders.values():
         path.mkdir()
-    settings = Settings(
-        supervisor_url=sim_url,
-        token=TOKEN,
-        data_dir=tmp_path / "data",
-        backup_dir=tmp_path / "supervisor" / "backup",
-        poll_interval=0.02,
-    )
+    settings = settings_for(sim_url, tmp_path)
     options = parse_options(
         {"locations": [{"name": n, "kind": "folder", "path": str(p)} for n, p in folders.items()], "keep_last": 3}
     )

@@ -17,10 +17,10 @@ from backup_addon.reporting import (
     NOTIFY_KIT_NOT_SAVED,
     NOTIFY_OTHER_BACKUP_FAILED,
 )
-from backup_addon.service import Addon, Settings
+from backup_addon.service import Addon
 from supervisor_sim.restore import restores
 
-from .conftest import TOKEN
+from .conftest import settings_for
 
 
 @pytest.fixture
@@ -31,13 +31,7 @@ async def make_addon(sim_url, tmp_path):
         folders = {"USB": tmp_path / "usb", "NAS": tmp_path / "nas"}
         for path in folders.values():
             path.mkdir(exist_ok=True)
-        settings = Settings(
-            supervisor_url=sim_url,
-            token=TOKEN,
-            data_dir=tmp_path / "data",
-            backup_dir=tmp_path / "supervisor" / "backup",
-            poll_interval=0.02,
-        )
+        settings = settings_for(sim_url, tmp_path)
         locations = [{"name": n, "kind": "folder", "path": str(p)} for n, p in folders.items()]
         locations[1]["offsite"] = nas_offsite
         raw = {"locations": locations, **extra}

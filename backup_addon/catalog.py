@@ -488,6 +488,10 @@ class Catalog:
             (CopyState.BAD, error, _now(), slug, location),
         )
 
+    def forget_open_uploads(self) -> int:
+        """Drop the journal of uploads a stopped process left open; their locations then abort them."""
+        return self._write("DELETE FROM upload_journal").rowcount
+
     def copy_deleting(self, slug: str, location: str) -> None:
         """Recorded before a copy is removed, so a crash in between cannot leave it counted as good."""
         self._write(

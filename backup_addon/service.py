@@ -16,6 +16,7 @@ from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
+from aiohasupervisor import models
 from aiohttp import web
 
 from . import __version__, upkeep
@@ -784,6 +785,10 @@ class Addon:
         for run_id in report.interrupted_runs:
             _LOGGER.warning("Run %d was interrupted when the add-on stopped; marked as failed", run_id)
         await self._load_time_zone()
+        # An upload cut off by a stop is never resumed (the next backup has another name), so the
+        # parts it stored are removed now instead of waiting in the bucket, billed, for a day.
+        if self.catalog.forget_open_uploads():
+            _LOGGER.info("Removing uploads that were cut off when the add-on stopped")
         for location in self.locations:
             try:
                 removed = await location.cleanup_incomplete()
@@ -982,32 +987,17 @@ class Addon:
             _LOGGER.warning("Could not list the Supervisor's backups: %s", err)
             return 0
         mirrored = 0
-        known = {b.slug for b in self.catalog.backups()}
+        known = {b.slug: b for b in self.catalog.backups()}
         for backup in listed:
-            if backup.slug in known:
-                continue
-            info = await self.gateway.backup_info(backup.slug)
-            origin = origin_of(info.extra)
-            self.catalog.record_backup(
-                slug=backup.slug,
-                run_id=None,
-                name=info.name,
-                type=str(info.type),
-                created_at=info.date,
-                size_bytes=sane_size(getattr(backup, "size_bytes", None)),
-                details={
-                    "locations": sorted(info.location_attributes),
-                    "protected": any(a.protected for a in info.location_attributes.values()),
-                    "extra": dict(info.extra or {}),
-                },
-                origin=origin,
-            )
-            for name, attributes in info.location_attributes.items():
-                place_name = LOCAL if name in (None, LOCAL) else name
-                self.catalog.copy_started(backup.slug, place_name, "supervisor", None)
-                self.catalog.copy_committed(backup.slug, place_name, sane_size(attributes.size_bytes), None)
-            if origin is Origin.ADDON:
-                continue  # made by this add-on before its catalog was lost: known again, nothing to copy
+            record = known.get(backup.slug)
+            if record is not None:
+                if record.origin is Origin.ADDON or not self._mirror_unfinished(backup.slug):
+                    continue
+            else:
+                await self._record_other(backup)
+                record = self.catalog.backup(backup.slug)
+                if record is None or record.origin is Origin.ADDON:
+                    continue  # made by this add-on before its catalog was lost: known again, nothing to copy
             if self.options.other_backups is OtherBackups.IGNORE or not self.locations:
                 continue
             if self.runner.running:
@@ -1021,6 +1011,40 @@ class Addon:
             ):
                 await self._remove_local_after_proof(backup.slug)
         return mirrored
+
+    def _mirror_unfinished(self, slug: str) -> bool:
+        """A location lacks a copy of this backup, or its copy was cut off by a stop or crash."""
+        copies = {c.location: c for c in self.catalog.copies(slug)}
+        for location in self.locations:
+            copy = copies.get(location.name)
+            if copy is None:
+                return True
+            if copy.state is CopyState.FAILED and (copy.error or "").startswith(("interrupted", "stopped")):
+                return True
+        return False
+
+    async def _record_other(self, backup: models.Backup) -> None:
+        """Put a backup the add-on did not make (or no longer remembers) into the catalog."""
+        info = await self.gateway.backup_info(backup.slug)
+        origin = origin_of(info.extra)
+        self.catalog.record_backup(
+            slug=backup.slug,
+            run_id=None,
+            name=info.name,
+            type=str(info.type),
+            created_at=info.date,
+            size_bytes=sane_size(getattr(backup, "size_bytes", None)),
+            details={
+                "locations": sorted(info.location_attributes),
+                "protected": any(a.protected for a in info.location_attributes.values()),
+                "extra": dict(info.extra or {}),
+            },
+            origin=origin,
+        )
+        for name, attributes in info.location_attributes.items():
+            place_name = LOCAL if name in (None, LOCAL) else name
+            self.catalog.copy_started(backup.slug, place_name, "supervisor", None)
+            self.catalog.copy_committed(backup.slug, place_name, sane_size(attributes.size_bytes), None)
 
     async def _remove_local_after_proof(self, slug: str) -> None:
         """Delete Home Assistant's local copy once an off-site copy is read back and proven."""

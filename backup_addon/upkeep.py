@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 
@@ -24,7 +24,7 @@ from .retention import CopyFacts, RetentionPlan, RetentionPolicy, plan_retention
 from .sidecar import sidecar_key
 from .supervisor import LOCAL, SupervisorGateway
 from .verdict import CopyProof, Verdict, evaluate_321
-from .verify import Proof, prove_copy
+from .verify import NO_KEY, WRONG_KEY, Proof, prove_copy
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -209,7 +209,8 @@ def copies_due_for_drill(
     if every_days <= 0:
         return []
     horizon = now - timedelta(days=every_days)
-    created = {b.slug: b.created_at for b in catalog.backups()}
+    # Home Assistant's own backups are locked with its key, which the add-on may not have.
+    created = {b.slug: b.created_at for b in catalog.backups() if drillable(b)}
     newest: dict[str, Copy] = {}
     for copy in catalog.copies():
         if copy.state is not CopyState.COMMITTED or copy.location not in where or copy.slug not in created:
@@ -220,6 +221,11 @@ def copies_due_for_drill(
         if best is None or created[copy.slug] > created[best.slug]:
             newest[copy.location] = copy
     return [c for c in newest.values() if c.drilled_at is None or c.drilled_at < horizon]
+
+
+def drillable(backup: BackupRecord) -> bool:
+    """Whether the add-on holds the key to open every part: its own backups, or unprotected ones."""
+    return backup.origin is Origin.ADDON or not backup.details.get("protected", True)
 
 
 def copy_stream(
@@ -264,6 +270,15 @@ async def prove(
         raise AddonError(f"{place.name} could not be read: {err}") from err
     if proof.ok:
         catalog.copy_checked(copy.slug, copy.location, proof.level)
+    elif not drillable(backup) and proof.error in (WRONG_KEY, NO_KEY):
+        # Not damage: Home Assistant locked it with a key the add-on does not hold.
+        if proof.reached is not None:
+            catalog.copy_checked(copy.slug, copy.location, proof.reached)
+        return replace(
+            proof,
+            error="Home Assistant locked this backup with its own key, which the add-on does not have; set "
+            "encryption_key to Home Assistant's backup key to test restoring it",
+        )
     else:
         catalog.copy_bad(copy.slug, copy.location, proof.error or "the check failed")
     return proof

@@ -170,6 +170,18 @@ class Simulator:
     def calls(self) -> list[dict[str, Any]]:
         return list(_request(f"{self.url}/_sim/calls"))
 
+    def state(self) -> str:
+        """The simulated system's state: "running", or "freeze" while a restore holds it."""
+        return str(_request(f"{self.url}/_sim/state")["state"])
+
+    def restores(self) -> list[dict[str, Any]]:
+        """Every restore job the simulator ran, oldest first, with the sha256 of the archive it read."""
+        return list(_request(f"{self.url}/_sim/restores"))
+
+    def others_backup(self, kind: str = "automatic") -> str:
+        """Have Home Assistant start a backup of its own; the Supervisor job's id."""
+        return str(_request(f"{self.url}/_sim/others/backup", "POST", {"kind": kind})["job_id"])
+
     def archives(self) -> dict[str, str]:
         """slug -> sha256 of every archive the simulator holds locally."""
         found: dict[str, str] = {}
@@ -270,6 +282,9 @@ class Service:
 
     def post(self, path: str, body: Any = None) -> Any:
         return _request(f"{self.url}{path}", "POST", body)
+
+    def delete(self, path: str) -> Any:
+        return _request(f"{self.url}{path}", "DELETE")
 
     def kill(self) -> None:
         if self.alive:

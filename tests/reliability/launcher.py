@@ -14,13 +14,18 @@ Run as ``python -m tests.reliability.launcher`` with the same environment as the
   ``{"copy": "NAME", "state": "committed", "phase": "before"}``: at the commit that gives the
   copy at location NAME of a running run's backup (a backup, or the one a prune run is deleting)
   that state, before (``"before"``) or after it is durable;
-  ``{"commit": N, "phase": "before"}``: at the N-th commit since the file was written.
+  ``{"commit": N, "phase": "before"}``: at the N-th commit since the file was written;
+  ``{"journal": "NAME", "parts": N}``: at the commit that records the N-th stored part of an
+  open multipart upload of a running run's backup to location NAME (its upload journal).
 
 - ``BACKUP_321_TEST_STAGE_LOG=PATH``: every (run kind, stage) the catalog enters is appended to
   PATH (``stage<TAB>kind<TAB>stage``), and every commit (``commit<TAB>n<TAB>kind:stage,...`` of the
   running runs, n counted since the kill file last changed): what a run goes through.
 - ``BACKUP_321_TEST_POLL_INTERVAL=S``: follow Supervisor jobs every S seconds instead of every
   second, so a test's runs take less time.
+- ``BACKUP_321_TEST_OTHER_BACKUPS_POLL=S``: look for backups made by others (Home Assistant's
+  own) every S seconds instead of every 5 minutes; the upkeep round that does it (every minute
+  otherwise) then comes at least that often.
 
 Only the process is changed: the service code, the servers and the catalog are the real ones.
 """
@@ -95,6 +100,12 @@ class _Watch:
                 if stage.startswith(wanted) if spec.get("prefix") else stage == wanted:
                     return True
             return False
+        if "journal" in spec:
+            return any(
+                self._journaled_parts(db, spec["journal"], run["slug"]) >= int(spec.get("parts", 1))
+                for run in running
+                if run["slug"] and spec.get("kind", _kind(run)) == _kind(run)
+            )
         if "copy" in spec:
             for run in running:
                 if not run["slug"] or spec.get("kind", _kind(run)) != _kind(run):
@@ -108,6 +119,17 @@ class _Watch:
                 if found is not None and found[0] == spec["state"]:
                     return True
         return False
+
+    @staticmethod
+    def _journaled_parts(db: sqlite3.Connection, location: str, slug: str) -> int:
+        """The most parts an open upload of this backup to the location has stored."""
+        try:
+            rows = sqlite3.Connection.execute(
+                db, "SELECT key, state FROM upload_journal WHERE scope = ?", (location,)
+            ).fetchall()
+        except sqlite3.Error:
+            return 0
+        return max((len(json.loads(state).get("parts", [])) for key, state in rows if slug in key), default=0)
 
     def _log_stage(self, db: sqlite3.Connection) -> None:
         if not self.stage_log:
@@ -168,6 +190,11 @@ def main() -> int:
         settings = replace(settings, allowed_clients=(SUPERVISOR_ADDRESS, *clients.split(",")))
     if poll := os.environ.get("BACKUP_321_TEST_POLL_INTERVAL"):
         settings = replace(settings, poll_interval=float(poll))
+    if other := os.environ.get("BACKUP_321_TEST_OTHER_BACKUPS_POLL"):
+        from backup_addon import service
+
+        service.OTHER_BACKUPS_POLL = float(other)
+        service.UPKEEP_TICK = min(service.UPKEEP_TICK, float(other))
     return asyncio.run(run_service(settings))
 
 

@@ -11,7 +11,7 @@ import itertools
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
@@ -195,9 +195,17 @@ class BackupRunner:
         )
 
     async def run(
-        self, trigger: str, what: ManualBackup | None = None, *, mirror: str | None = None
+        self,
+        trigger: str,
+        what: ManualBackup | None = None,
+        *,
+        mirror: str | None = None,
+        targets: Collection[str] | None = None,
     ) -> RunResult:
-        """Make a backup (or, with `mirror`, copy an existing one) and copy it everywhere."""
+        """Make a backup (or, with `mirror`, copy an existing one) and copy it everywhere.
+
+        With `targets`, a mirror writes only to the locations of those names (a copy written later).
+        """
         if self._lock.locked():
             raise RunInProgress("A backup is already running; wait for it to finish.")
         async with self._lock:
@@ -214,7 +222,7 @@ class BackupRunner:
                 if mirror is None:
                     result = await self._run(run_id, what or self.default_backup())
                 else:
-                    result = await self._mirror(run_id, mirror)
+                    result = await self._mirror(run_id, mirror, targets)
             except asyncio.CancelledError:
                 reason = "stopped: the add-on was shut down during the run"
                 self.catalog.fail_unfinished_copies(reason)
@@ -319,18 +327,22 @@ class BackupRunner:
             error=error,
         )
 
-    async def _mirror(self, run_id: int, slug: str) -> RunResult:
-        """Copy a backup the Supervisor already holds (one the add-on did not make)."""
+    async def _mirror(self, run_id: int, slug: str, targets: Collection[str] | None) -> RunResult:
+        """Copy a backup the Supervisor already holds: one the add-on did not make, or a late copy."""
         info = await self.gateway.backup_info(slug)
         self._stage(run_id, "recording", slug=slug)
         known = self.catalog.backup(slug)
-        self._record(
-            info,
-            run_id=None if known is None else known.run_id,
-            details={"extra": dict(info.extra or {})},
-            origin=origin_of(info.extra),
+        if known is None or known.origin is not Origin.ADDON:
+            self._record(
+                info,
+                run_id=None if known is None else known.run_id,
+                details={"extra": dict(info.extra or {})},
+                origin=origin_of(info.extra),
+            )
+        chosen = [loc for loc in self.locations if targets is None or loc.name in targets]
+        copies, sha256, size = await self._copy_everywhere(
+            run_id, slug, info.date, self._size(info), "", chosen
         )
-        copies, sha256, size = await self._copy_everywhere(run_id, slug, info.date, self._size(info), "")
         failed = [c for c in copies if not c.ok]
         return RunResult(
             run_id=run_id,
@@ -367,16 +379,21 @@ class BackupRunner:
         )
 
     async def _copy_everywhere(
-        self, run_id: int, slug: str, created: datetime, expected_size: int | None, filename: str
+        self,
+        run_id: int,
+        slug: str,
+        created: datetime,
+        expected_size: int | None,
+        filename: str,
+        locations: list[Location] | None = None,
     ) -> tuple[list[CopyResult], str | None, int | None]:
         """Stream the copies, check each one, and write once more where a check failed."""
+        targets = self.locations if locations is None else locations
         self._stage(run_id, "copying", slug=slug)
         self._progress(expected_bytes=expected_size, bytes_by_location={})
-        results, sha256, size = await self._stream_copies(
-            slug, created, expected_size, filename, self.locations
-        )
+        results, sha256, size = await self._stream_copies(slug, created, expected_size, filename, targets)
         self._stage(run_id, "checking", slug=slug)
-        by_name = {loc.name: loc for loc in self.locations}
+        by_name = {loc.name: loc for loc in targets}
         for index, result in enumerate(results):
             if not result.ok or result.key is None:
                 continue

@@ -30,6 +30,7 @@ from .homeassistant import HomeAssistant
 from .locations import Location, Usage
 from .locations.probe import ProbeReport, probe
 from .locations.registry import BYTES_PER_MEGABIT, build_location
+from .locations.wrappers import accepts_uploads_now
 from .options import AddonOptions, BackupType, LogLevel, OtherBackups, load_options, parse_options
 from .pipeline import (
     ENVELOPE_SUFFIX,
@@ -85,6 +86,7 @@ PRUNED_AT_KEY = "last_pruned_at"
 SCHEDULER_TICK = 30.0
 UPKEEP_TICK = 60.0
 OTHER_BACKUPS_POLL = 300.0
+COMPLETION_RETRY = 3600.0  # how often a location that missed the newest backup is tried again
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +209,7 @@ class Addon:
         self.next_backup: datetime | None = None
         self.unreachable_since: dict[str, datetime] = {}
         self.other_failures: dict[UUID, str] = {}
+        self._completion_tries: dict[tuple[str, str], float] = {}
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
         self._background: set[asyncio.Task[Any]] = set()
         self._scheduler: asyncio.Task[None] | None = None
@@ -398,13 +401,18 @@ class Addon:
         return task
 
     async def backup(
-        self, trigger: str, request: ManualBackup | None = None, *, mirror: str | None = None
+        self,
+        trigger: str,
+        request: ManualBackup | None = None,
+        *,
+        mirror: str | None = None,
+        targets: Collection[str] | None = None,
     ) -> RunResult:
         """One backup run with everything around it: space check, events, retention, status."""
         if mirror is None:
             await self._make_room(request)
         started = datetime.now(UTC)
-        result = await self.runner.run(trigger, request, mirror=mirror)
+        result = await self.runner.run(trigger, request, mirror=mirror, targets=targets)
         duration = datetime.now(UTC) - started
         failed = [c.location for c in result.copies if not c.ok]
         if result.state is RunState.FAILED:
@@ -919,6 +927,7 @@ class Addon:
             try:
                 await self.publish()
                 if not self.runner.running and not self._busy.locked():
+                    await self.complete_copies()
                     await self.check_copies()
                     if time.monotonic() - last_poll > OTHER_BACKUPS_POLL:
                         last_poll = time.monotonic()
@@ -929,6 +938,35 @@ class Addon:
             except Exception:
                 _LOGGER.exception("Checking the copies failed unexpectedly")
             await asyncio.sleep(UPKEEP_TICK)
+
+    async def complete_copies(self) -> list[str]:
+        """Write the newest backup to locations that missed it (down, full, outside upload hours, damaged).
+
+        Each location is tried at most once an hour; returns the locations that were tried.
+        """
+        newest = next((b for b in self.catalog.backups() if b.origin is Origin.ADDON), None)
+        if newest is None or self.runner.running:
+            return []
+        local = self.catalog.copy(newest.slug, LOCAL)
+        if local is None or local.state is not CopyState.COMMITTED:
+            return []  # the Supervisor no longer has it to copy from
+        now = time.monotonic()
+        copies = {c.location: c for c in self.catalog.copies(newest.slug)}
+        wanted = []
+        for location in self.locations:
+            copy = copies.get(location.name)
+            if copy is not None and copy.state not in (CopyState.FAILED, CopyState.BAD):
+                continue
+            if not accepts_uploads_now(location):
+                continue
+            if now - self._completion_tries.get((newest.slug, location.name), -COMPLETION_RETRY) < COMPLETION_RETRY:
+                continue
+            self._completion_tries[(newest.slug, location.name)] = now
+            wanted.append(location.name)
+        if wanted:
+            _LOGGER.info("Writing the copies of %s that are missing in %s", newest.name, ", ".join(wanted))
+            await self.backup("late copy", mirror=newest.slug, targets=wanted)
+        return wanted
 
     async def check_copies(self, *, limit: int = 1) -> int:
         """Run the proofs that are due: drills first (weekly), then scrubs (sampled)."""

@@ -221,3 +221,13 @@ class WindowedLocation(_Wrapper):
                 "or widen it",
             )
         return await self.inner.put(key, chunks)
+
+
+def accepts_uploads_now(location: Location) -> bool:
+    """False while a location's upload window is closed; True when it has none."""
+    layer: object = location
+    while layer is not None:
+        if isinstance(layer, WindowedLocation):
+            return layer.is_open()
+        layer = getattr(layer, "inner", None)
+    return True

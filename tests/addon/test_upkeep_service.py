@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+from datetime import datetime, timedelta
 
 import aiohttp
 import pytest
@@ -27,13 +28,15 @@ from .conftest import settings_for
 async def make_addon(sim_url, tmp_path):
     made = []
 
-    async def make(nas_offsite=False, **extra):
+    async def make(nas_offsite=False, nas_window=None, **extra):
         folders = {"USB": tmp_path / "usb", "NAS": tmp_path / "nas"}
         for path in folders.values():
             path.mkdir(exist_ok=True)
         settings = settings_for(sim_url, tmp_path)
         locations = [{"name": n, "kind": "folder", "path": str(p)} for n, p in folders.items()]
         locations[1]["offsite"] = nas_offsite
+        if nas_window:
+            locations[1]["upload_window"] = nas_window
         raw = {"locations": locations, **extra}
         addon = Addon(settings, parse_options(raw))
         await addon.start(schedule=False, web_server=False, upkeep_loop=False)
@@ -286,3 +289,36 @@ async def test_a_restore_from_a_location_reports_its_stages_and_reaches_the_supe
 async def _collect(stream, into):
     async for event in stream:
         into.append(event)
+
+
+async def test_a_location_that_missed_the_backup_gets_its_copy_when_it_is_back(make_addon, sim, tmp_path):
+    addon, folders = await make_addon()
+    folders["NAS"].rmdir()  # the NAS share is not mounted tonight
+    made = await addon.backup("schedule")
+    assert made.state is RunState.PARTIAL
+    assert addon.catalog.copy(made.slug, "NAS").state is CopyState.FAILED
+
+    assert await addon.complete_copies() == ["NAS"]  # still down: tried, fails again
+    assert addon.catalog.copy(made.slug, "NAS").state is CopyState.FAILED
+    assert await addon.complete_copies() == []  # not again within the hour
+
+    folders["NAS"].mkdir()
+    addon._completion_tries.clear()  # an hour later
+    assert await addon.complete_copies() == ["NAS"]
+
+    copy = addon.catalog.copy(made.slug, "NAS")
+    assert copy.state is CopyState.COMMITTED and copy.level >= ProofLevel.CHECKED
+    assert list(folders["NAS"].rglob(f"*{made.slug}.tar.age"))
+    assert addon.catalog.copy(made.slug, "USB").state is CopyState.COMMITTED  # untouched
+    assert addon.catalog.backup(made.slug).details.get("key_id")  # the backup's record kept its key id
+
+
+async def test_a_location_outside_its_upload_hours_waits_for_them(make_addon, sim):
+    now = datetime.now().astimezone()
+    closed = f"{(now + timedelta(hours=2)):%H}:00-{(now + timedelta(hours=3)):%H}:00"
+    addon, folders = await make_addon(nas_window=closed)
+    made = await addon.backup("schedule")
+    assert "upload window" in addon.catalog.copy(made.slug, "NAS").error
+
+    assert await addon.complete_copies() == []
+    assert not list(folders["NAS"].rglob("*.tar*"))

@@ -20,7 +20,16 @@ from aiohasupervisor import models
 from aiohttp import web
 
 from . import __version__, upkeep
-from .catalog import BackupRecord, Catalog, CatalogUnavailable, CopyState, LocationSummary, Origin, RunState
+from .catalog import (
+    BackupRecord,
+    Catalog,
+    CatalogUnavailable,
+    CopyState,
+    LocationSummary,
+    Origin,
+    Run,
+    RunState,
+)
 from .commands import Command, InvalidCommand, read_commands
 from .crypto.age import Recipient, encrypt_stream
 from .crypto.keys import KeyStore
@@ -66,7 +75,7 @@ from .retention import RetentionPlan
 from .schedule import due_run, jitter_for, next_run_after
 from .sidecar import meta_from_info, write_sidecar
 from .stdin_relay import COMMANDS_FIFO, open_keeper
-from .supervisor import LOCAL, SupervisorGateway
+from .supervisor import LOCAL, RESTORE_JOB_NAMES, SupervisorGateway
 from .verdict import Verdict
 from .web.app import SUPERVISOR_ADDRESS, create_app
 
@@ -648,7 +657,9 @@ class Addon:
                 if stage != last_stage[0]:
                     last_stage[0] = stage
                     self.catalog.set_stage(run_id, stage, slug=slug)
-                self._broadcast({"type": "restore", "run_id": run_id, "slug": slug, "stage": stage, "bytes": done})
+                self._broadcast(
+                    {"type": "restore", "run_id": run_id, "slug": slug, "stage": stage, "bytes": done}
+                )
 
             try:
                 if place.location is None:
@@ -736,6 +747,40 @@ class Addon:
         self._broadcast({"type": "changed"})
         return added
 
+    async def _follow_restores(self, runs: list[Run]) -> None:
+        """A full restore restarts this add-on too: find out from the Supervisor how each one ended."""
+        try:
+            jobs = await self.gateway.backup_jobs(RESTORE_JOB_NAMES)
+        except AddonError as err:
+            _LOGGER.warning("Could not ask the Supervisor how the last restore ended: %s", err)
+            return
+        for run in runs:
+            job = next(
+                (
+                    j
+                    for j in reversed(jobs)
+                    if j.reference == run.slug and j.created and j.created >= run.started_at
+                ),
+                None,
+            )
+            if job is None:
+                continue
+            while not job.done:
+                await asyncio.sleep(max(self.settings.poll_interval, 1.0))
+                found = await self.gateway.find_job(job.uuid)
+                if found is None:
+                    return
+                job = found
+            if job.errors:
+                reason = "; ".join(e.message for e in job.errors)
+                self.catalog.finish_run(
+                    run.id, RunState.FAILED, f"the Supervisor could not restore it: {reason}"
+                )
+            else:
+                self.catalog.finish_run(run.id, RunState.SUCCEEDED)
+                _LOGGER.info("The restore of %s started before the restart finished", run.slug)
+        self._broadcast({"type": "changed"})
+
     async def _finish_deletions(self) -> None:
         """Deletions a crash interrupted: the copies were already out of every count; remove them."""
         for copy in self.catalog.unfinished_deletions():
@@ -774,7 +819,9 @@ class Addon:
         place = self._place(name)
         configured = next((loc for loc in self.options.locations if loc.name == name), None)
         if place.location is None or configured is None:
-            raise AddonError(f"{name} is managed by the Supervisor; check it under Settings > System > Storage.")
+            raise AddonError(
+                f"{name} is managed by the Supervisor; check it under Settings > System > Storage."
+            )
         # Without the retry wrapper: a connection test must answer now, not after backing off.
         return await probe(build_location(configured, self.catalog, retry=False))
 
@@ -792,6 +839,11 @@ class Addon:
         report = self.catalog.repair()
         for run_id in report.interrupted_runs:
             _LOGGER.warning("Run %d was interrupted when the add-on stopped; marked as failed", run_id)
+        restores = [
+            r for r in map(self.catalog.run, report.interrupted_runs) if r.kind == "restore" and r.slug
+        ]
+        if restores:
+            self._spawn(self._follow_restores(restores), "restores begun before the restart")
         await self._load_time_zone()
         # An upload cut off by a stop is never resumed (the next backup has another name), so the
         # parts it stored are removed now instead of waiting in the bucket, billed, for a day.
@@ -959,7 +1011,10 @@ class Addon:
                 continue
             if not accepts_uploads_now(location):
                 continue
-            if now - self._completion_tries.get((newest.slug, location.name), -COMPLETION_RETRY) < COMPLETION_RETRY:
+            if (
+                now - self._completion_tries.get((newest.slug, location.name), -COMPLETION_RETRY)
+                < COMPLETION_RETRY
+            ):
                 continue
             self._completion_tries[(newest.slug, location.name)] = now
             wanted.append(location.name)

@@ -113,6 +113,7 @@ async def _translated(action: str, seconds: float | None = None) -> AsyncIterato
 
 
 BACKUP_JOB_NAMES = frozenset({"backup_manager_full_backup", "backup_manager_partial_backup"})
+RESTORE_JOB_NAMES = frozenset({"backup_manager_full_restore", "backup_manager_partial_restore"})
 
 
 def _find_job(jobs: list[models.Job], uuid: UUID) -> models.Job | None:
@@ -404,8 +405,8 @@ class SupervisorGateway:
         async with _translated("restarting the add-on", self.request_timeout):
             await self._client.addons.restart_addon("self")
 
-    async def backup_jobs(self) -> list[models.Job]:
-        """The Supervisor's backup jobs (they stay listed until it restarts), whoever started them."""
+    async def backup_jobs(self, names: frozenset[str] = BACKUP_JOB_NAMES) -> list[models.Job]:
+        """The Supervisor's backup (or restore) jobs, listed until it restarts, whoever started them."""
         async with _translated("reading the Supervisor's jobs", self.request_timeout):
             info = await self._client.jobs.info()
-        return [job for job in info.jobs if job.name in BACKUP_JOB_NAMES]
+        return [job for job in info.jobs if job.name in names]

@@ -322,3 +322,25 @@ async def test_a_location_outside_its_upload_hours_waits_for_them(make_addon, si
 
     assert await addon.complete_copies() == []
     assert not list(folders["NAS"].rglob("*.tar*"))
+
+
+async def test_a_restore_that_restarted_the_add_on_is_recorded_as_it_ended(make_addon, sim):
+    addon, _ = await make_addon()
+    made = await addon.backup("test")
+    run_id = addon.catalog.start_run("panel", "restore")
+    addon.catalog.set_stage(run_id, "restoring:home_assistant", slug=made.slug)
+    job_id = await addon.gateway.restore(made.slug, password=addon.keys.current)
+    for _ in range(200):
+        job = await addon.gateway.find_job(job_id)
+        if job is not None and job.done:
+            break
+        await asyncio.sleep(0.05)
+    await addon.stop()  # the Supervisor restarted the add-on in the middle of the restore
+
+    again, _ = await make_addon()
+    for _ in range(100):
+        if again.catalog.run(run_id).state is not RunState.FAILED:
+            break
+        await asyncio.sleep(0.05)
+
+    assert again.catalog.run(run_id).state is RunState.SUCCEEDED

@@ -825,6 +825,14 @@ class Addon:
         # Without the retry wrapper: a connection test must answer now, not after backing off.
         return await probe(build_location(configured, self.catalog, retry=False))
 
+    async def installed_addons(self) -> list[tuple[str, str]]:
+        """(slug, name) of the installed add-ons, for choosing what a partial backup holds."""
+        try:
+            return await self.gateway.installed_addons()
+        except AddonError as err:
+            _LOGGER.warning("%s", err)
+            return []
+
     async def save_options(self, options: dict[str, Any]) -> None:
         """Validate new options, store them through the Supervisor and restart the add-on."""
         parse_options(options)

@@ -20,6 +20,7 @@ from typing import Any
 from uuid import UUID
 
 import aiohasupervisor
+import aiohttp
 from aiohasupervisor import models
 from aiohasupervisor.exceptions import (
     SupervisorAuthenticationError,
@@ -151,6 +152,7 @@ class SupervisorGateway:
         request_timeout: float = 30.0,
     ) -> None:
         self.url = url
+        self._token = token
         self._client = aiohasupervisor.SupervisorClient(url, token)
         self.poll_interval = poll_interval
         self.job_timeout = job_timeout
@@ -410,3 +412,27 @@ class SupervisorGateway:
         async with _translated("reading the Supervisor's jobs", self.request_timeout):
             info = await self._client.jobs.info()
         return [job for job in info.jobs if job.name in names]
+
+    async def installed_addons(self) -> list[tuple[str, str]]:
+        """(slug, name) of every installed add-on, from `GET /supervisor/info`.
+
+        The client library's model of that answer leaves the add-on list out, and `GET /addons`
+        needs the manager role, so this one reads the JSON itself.
+        """
+        headers = {"Authorization": f"Bearer {self._token}"}
+        timeout = aiohttp.ClientTimeout(total=self.request_timeout)
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as session,
+                session.get(f"{self.url.rstrip('/')}/supervisor/info", headers=headers) as response,
+            ):
+                response.raise_for_status()
+                body = await response.json()
+        except (aiohttp.ClientError, TimeoutError, ValueError) as err:
+            raise SupervisorError(f"The Supervisor did not list the installed add-ons: {err}") from err
+        listed = body.get("data", {}).get("addons", []) if isinstance(body, dict) else []
+        found = []
+        for entry in listed if isinstance(listed, list) else []:
+            if isinstance(entry, dict) and isinstance(entry.get("slug"), str):
+                found.append((entry["slug"], str(entry.get("name") or entry["slug"])))
+        return found

@@ -280,12 +280,16 @@ async def back_up_now(request: web.Request) -> web.Response:
 
 
 async def choices(request: web.Request) -> web.Response:
-    """What a partial backup can hold, with the options' choices ticked."""
-    options = addon_of(request).options
+    """What a partial backup can hold (every installed add-on), with the options' choices ticked."""
+    addon = addon_of(request)
+    options = addon.options
+    installed = dict(await addon.installed_addons())
+    addons = [{"slug": slug, "name": name} for slug, name in sorted(installed.items(), key=lambda i: i[1].casefold())]
+    addons += [{"slug": slug, "name": slug} for slug in options.include_addons if slug not in installed]
     return json_response(
         {
             "folders": [{"id": str(f), "label": FOLDER_LABELS[f]} for f in Folder],
-            "addons": list(options.include_addons),
+            "addons": addons,
             "defaults": {
                 "homeassistant": options.include_homeassistant,
                 "addons": list(options.include_addons),

@@ -111,6 +111,15 @@ async def test_a_partial_backup_takes_only_known_folders_and_add_on_slugs(stack)
     assert (backup["name"], backup["type"]) == ("Just share", "partial")
 
 
+async def test_a_partial_backup_offers_every_installed_add_on_by_name(stack):
+    async with aiohttp.ClientSession() as session:
+        status, body = await _json(session, "GET", f"{stack.url}api/backup/choices")
+    assert status == 200
+    offered = {a["slug"]: a["name"] for a in body["addons"]}
+    assert offered["core_mosquitto"] == "Mosquitto broker"
+    assert "Terminal & SSH" in offered.values()
+
+
 async def test_the_key_never_reaches_the_page_except_inside_the_kit(make_stack):
     stack = await make_stack(setup_done=False)
     key = stack.addon.keys.current

@@ -16,13 +16,13 @@ export async function openBackupNow(ctx) {
   const homeassistant = h("input", { type: "checkbox", checked: choices.defaults.homeassistant, id: "part-homeassistant" });
   const database = h("input", { type: "checkbox", checked: choices.defaults.exclude_database, id: "exclude-database" });
   const folderBoxes = choices.folders.map((f) => ({ id: f.id, box: h("input", { type: "checkbox", checked: choices.defaults.folders.includes(f.id) }), label: f.label }));
-  const addonBoxes = choices.addons.map((slug) => ({ id: slug, box: h("input", { type: "checkbox", checked: choices.defaults.addons.includes(slug) }) }));
+  const addonBoxes = choices.addons.map((a) => ({ id: a.slug, name: a.name, box: h("input", { type: "checkbox", checked: choices.defaults.addons.includes(a.slug) }) }));
   const otherAddons = h("input", { type: "text", id: "other-addons", placeholder: "e.g. core_mosquitto, a0d7b954_vscode" });
   const parts = h("fieldset", { hidden: true, id: "partial-parts" },
     h("legend", {}, "What to include"),
     h("label", { class: "check" }, homeassistant, "Home Assistant (settings, automations, history)"),
     folderBoxes.map((f) => h("label", { class: "check" }, f.box, f.label)),
-    addonBoxes.map((a) => h("label", { class: "check" }, a.box, `Add-on ${a.id}`)),
+    addonBoxes.map((a) => h("label", { class: "check" }, a.box, a.name === a.id ? `Add-on ${a.id}` : `${a.name} (${a.id})`)),
     h("label", { class: "field", for: "other-addons" }, h("span", {}, "Other add-ons (their slugs, separated by commas)"), otherAddons));
   const error = h("div", { class: "error-box", hidden: true, id: "backup-now-error" });
   const toggle = () => { parts.hidden = !partial.checked; };

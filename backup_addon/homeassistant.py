@@ -183,6 +183,19 @@ class HomeAssistant:
             raise HomeAssistantError(f"Home Assistant sent an unreadable answer for '{entity_id}'.")
         return data
 
+    async def entity_ids(self) -> list[str]:
+        """The ids of every entity Home Assistant shows now."""
+        action = "listing Home Assistant's entities"
+        status, data = await self._request("GET", "states", action)
+        self._not_found(status, action, data)
+        if not isinstance(data, list):
+            raise HomeAssistantError("Home Assistant sent an unreadable list of entities.")
+        return [str(item["entity_id"]) for item in data if isinstance(item, dict) and "entity_id" in item]
+
+    async def remove_state(self, entity_id: str) -> None:
+        """Remove ``entity_id`` (one the add-on posted); a missing entity is no error."""
+        await self._request("DELETE", f"states/{_segment(entity_id)}", f"removing '{entity_id}'")
+
     async def config(self) -> dict[str, Any]:
         """Home Assistant's configuration: ``time_zone``, ``version``, ``location_name``, units ..."""
         action = "reading Home Assistant's configuration"

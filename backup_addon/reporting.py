@@ -648,6 +648,11 @@ def pruned_payload(*, slug: str, name: str, locations: Sequence[str], reason: st
 # --- the publisher --------------------------------------------------------------------------
 
 
+def _ours(entity_id: str) -> bool:
+    domain, _, name = entity_id.partition(".")
+    return domain in ("sensor", "binary_sensor") and name.startswith(f"{PREFIX}_")
+
+
 class _Restarted(Exception):
     """Home Assistant forgot what was posted: it restarted."""
 
@@ -671,6 +676,7 @@ class Reporter:
         self._secrets: tuple[str, ...] = tuple(secrets)
         self._shown: dict[str, Notification] = {}
         self._posted: dict[str, EntityState] = {}
+        self._entity_set: set[str] = set()
         self._cleaned_up = False
         self._failing: str | None = None
         self._lock = asyncio.Lock()
@@ -766,6 +772,14 @@ class Reporter:
         self._cleaned_up = True
 
     async def _sync_states(self, states: dict[str, EntityState]) -> None:
+        if set(states) != self._entity_set:
+            # A location was renamed or removed (now, or while the add-on was stopped): its
+            # sensors would otherwise stay in Home Assistant, frozen, until it restarts.
+            for entity_id in await self.client.entity_ids():
+                if _ours(entity_id) and entity_id not in states:
+                    await self.client.remove_state(entity_id)
+                    self._posted.pop(entity_id, None)
+            self._entity_set = set(states)
         for entity_id, wanted in states.items():
             if self._posted.get(entity_id) == wanted:
                 continue

@@ -189,6 +189,7 @@ class CoreApi:
                 web.get(f"{prefix}/states", self.all_states),
                 web.get(f"{prefix}/states/{{entity_id}}", self.get_state),
                 web.post(f"{prefix}/states/{{entity_id}}", self.set_state),
+                web.delete(f"{prefix}/states/{{entity_id}}", self.remove_state),
                 web.post(f"{prefix}/events/{{event_type}}", self.fire_event),
                 web.post(f"{prefix}/services/{{domain}}/{{service}}", self.call_service),
             ]
@@ -248,6 +249,13 @@ class CoreApi:
         response = _core_json(new, 200 if previous is not None else 201)
         response.headers["Location"] = f"/api/states/{entity_id}"
         return response
+
+    async def remove_state(self, request: web.Request) -> web.Response:
+        """``DELETE /api/states/<entity_id>``: 200 when it existed, 404 otherwise."""
+        await self._record(request)
+        if self.state.states.pop(request.match_info["entity_id"], None) is None:
+            return _message("Entity not found.", 404)
+        return _message("Entity removed.", 200)
 
     async def fire_event(self, request: web.Request) -> web.Response:
         """``POST /api/events/<event_type>``."""

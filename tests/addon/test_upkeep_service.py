@@ -344,3 +344,24 @@ async def test_a_restore_that_restarted_the_add_on_is_recorded_as_it_ended(make_
         await asyncio.sleep(0.05)
 
     assert again.catalog.run(run_id).state is RunState.SUCCEEDED
+
+
+async def test_sensors_of_a_removed_location_leave_home_assistant(make_addon, sim, sim_url, tmp_path):
+    addon, _ = await make_addon()
+    await addon.backup("test")
+    assert "sensor.backup_321_nas_last_copy" in sim.core.states
+    await addon.stop()
+
+    settings = settings_for(sim_url, tmp_path)
+    only_usb = parse_options({"locations": [{"name": "USB", "kind": "folder", "path": str(tmp_path / "usb")}]})
+    again = Addon(settings, only_usb)
+    await again.start(schedule=False, web_server=False, upkeep_loop=False)
+    try:
+        await again.publish()
+    finally:
+        await again.stop()
+
+    assert "sensor.backup_321_nas_last_copy" not in sim.core.states
+    assert "sensor.backup_321_nas_last_proven" not in sim.core.states
+    assert "sensor.backup_321_usb_last_copy" in sim.core.states
+    assert "sensor.backup_321_status" in sim.core.states

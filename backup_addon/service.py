@@ -743,6 +743,10 @@ class Addon:
             self.keys.identities(),
             on_problem=lambda where, problem: _LOGGER.warning("While searching %s: %s", where, problem),
         )
+        earlier = {copy.meta.instance_id for copy in found}
+        if len(earlier) == 1 and not self.catalog.backups():
+            # The same installation, reinstalled: keep writing into the folders it used.
+            self.catalog.set_meta("instance_id", earlier.pop())
         added = rebuild_catalog(self.catalog, found)
         self._broadcast({"type": "changed"})
         return added

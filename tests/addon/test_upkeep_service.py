@@ -365,3 +365,33 @@ async def test_sensors_of_a_removed_location_leave_home_assistant(make_addon, si
     assert "sensor.backup_321_nas_last_proven" not in sim.core.states
     assert "sensor.backup_321_usb_last_copy" in sim.core.states
     assert "sensor.backup_321_status" in sim.core.states
+
+
+async def test_a_new_install_with_the_key_and_the_same_location_finds_every_backup(make_addon, sim, sim_url, tmp_path):
+    old, _ = await make_addon()
+    made = [await old.backup("test") for _ in range(2)]
+    key, instance = old.keys.current, old.catalog.instance_id()
+    await old.stop()
+
+    fresh = tmp_path / "new-device"
+    settings = settings_for(sim_url, fresh)
+    options = parse_options(
+        {"encryption_key": key, "locations": [{"name": "USB", "kind": "folder", "path": str(tmp_path / "usb")}]}
+    )
+    new = Addon(settings, options)
+    await new.start(schedule=False, web_server=False, upkeep_loop=False)
+    try:
+        for _ in range(100):
+            if len(new.catalog.backups()) >= 2:
+                break
+            await asyncio.sleep(0.05)
+        found = {b.slug: b for b in new.catalog.backups()}
+        assert set(found) >= {r.slug for r in made}
+        for result in made:
+            assert found[result.slug].sha256 == result.sha256
+            assert new.catalog.copy(result.slug, "USB").state is CopyState.COMMITTED
+        assert new.catalog.instance_id() == instance  # keeps writing where the old install did
+        proof = await new.verify_copy(made[0].slug, "USB", drill=True)
+        assert proof["ok"], proof
+    finally:
+        await new.stop()

@@ -33,7 +33,7 @@ HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
 
 LABEL \
     io.hass.name="3-2-1 Backup" \
-    io.hass.description="Daily Home Assistant backups, copied automatically to several places" \
+    io.hass.description="Automatic, encrypted Home Assistant backups, copied everywhere and proven restorable" \
     io.hass.type="app" \
     io.hass.version="${BUILD_VERSION}" \
     io.hass.arch="${BUILD_ARCH}" \

@@ -273,8 +273,18 @@ class Service:
         wait_for(ready, timeout, "the service to answer its health check", every=0.05)
         return self
 
-    def backup_now(self) -> None:
-        answer = _request(f"{self.url}/api/backup", "POST")
+    def backup_now(self, wait: float = 60.0) -> None:
+        # After a restart the service may first write a copy the crash cut off (a "late copy"
+        # run); the panel answers 409 until it is done, as it would to a user.
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                answer = _request(f"{self.url}/api/backup", "POST")
+                break
+            except urllib.error.HTTPError as err:
+                if err.code != 409 or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
         assert answer == {"started": True}, answer
 
     def get(self, path: str, *, raw: bool = False) -> Any:

@@ -211,9 +211,17 @@ class Installation:
         interrupted = query(
             self.data, f"SELECT id, state, error FROM runs WHERE id IN ({','.join(str(r['id']) for r in running) or '0'})"
         )
+        kinds = {r["id"]: r["kind"] for r in running}
         for run in interrupted:
+            if kinds.get(run["id"]) == "restore" and run["state"] == "succeeded":
+                # A full restore restarts the add-on; after the restart it asks the Supervisor how it ended.
+                outcome.notes.append(f"restore run {run['id']} finished in the Supervisor: recorded as succeeded")
+                continue
             if run["state"] != "failed" or "interrupt" not in (run["error"] or ""):
                 outcome.problems.append(f"run {run['id']} is {run['state']} ({run['error']}) after the restart")
+        # A copy the crash cut off may be written again right away ("late copy"); its temp file
+        # is work in progress, not a leftover.
+        wait_no_run(self.data)
         leftovers = [p for folder in self.folders.values() for p in temp_files(folder)]
         if leftovers:
             outcome.problems.append(f"{len(leftovers)} temp files left after the restart")

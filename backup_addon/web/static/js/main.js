@@ -10,7 +10,7 @@ import * as activity from "./pages/activity.js";
 import * as setup from "./pages/setup.js";
 
 const PAGES = { overview, backups, locations, activity, setup };
-const state = { name: null, view: null, progress: null, running: false, refreshTimer: null, toastTimer: null };
+const state = { name: null, view: null, visit: 0, progress: null, running: false, refreshTimer: null, toastTimer: null };
 
 const ctx = {
   get progress() {
@@ -57,10 +57,20 @@ async function show(name) {
   const root = document.getElementById("page");
   root.dataset.page = name;
   replace(root, h("p", { class: "muted" }, "Loading…"));
+  // Each visit renders into its own slot: a page still loading (or refreshing) after the user
+  // moved on writes into a slot nobody shows, never over the page now open.
+  const visit = (state.visit = (state.visit ?? 0) + 1);
+  const slot = h("div", { class: "page-slot" });
   try {
-    const view = await PAGES[name].mount(root, ctx);
-    if (state.name === name) state.view = view;
+    const view = await PAGES[name].mount(slot, ctx);
+    if (state.visit !== visit) {
+      view?.unmount?.();
+      return;
+    }
+    state.view = view;
+    replace(root, slot);
   } catch (err) {
+    if (state.visit !== visit) return;
     replace(root, h("section", { class: "card" }, h("div", { class: "card-content" },
       h("p", { class: "error-box" }, err.message ?? String(err)),
       h("button", { class: "button", type: "button", onclick: () => show(name) }, "Try again"))));

@@ -125,8 +125,8 @@ LocationOptions = Annotated[
 ]
 
 
-class AddonOptions(_Strict):
-    """Everything in /data/options.json."""
+class AddonOptions(RetentionOptions):
+    """Everything in /data/options.json; the retention rules are the ones every place uses by default."""
 
     schedules: list[ScheduleOptions] = [ScheduleOptions()]
     include_homeassistant: bool = True
@@ -135,12 +135,6 @@ class AddonOptions(_Strict):
     exclude_database: bool = False
     supervisor_locations: list[str] = []
     locations: list[LocationOptions] = []
-    keep_last: int = Field(default=3, ge=0, le=1000)
-    keep_days: int = Field(default=0, ge=0, le=36500)
-    keep_daily: int = Field(default=0, ge=0, le=1000)
-    keep_weekly: int = Field(default=0, ge=0, le=1000)
-    keep_monthly: int = Field(default=0, ge=0, le=1000)
-    keep_yearly: int = Field(default=0, ge=0, le=100)
     max_deletions_per_run: int = Field(default=2, ge=0, le=1000)
     prune_other_backups: bool = False
     other_backups: OtherBackups = OtherBackups.IGNORE
@@ -189,14 +183,7 @@ class AddonOptions(_Strict):
 
     def retention(self) -> RetentionOptions:
         """The retention every location uses unless it sets its own."""
-        return RetentionOptions(
-            keep_last=self.keep_last,
-            keep_days=self.keep_days,
-            keep_daily=self.keep_daily,
-            keep_weekly=self.keep_weekly,
-            keep_monthly=self.keep_monthly,
-            keep_yearly=self.keep_yearly,
-        )
+        return RetentionOptions(**{name: getattr(self, name) for name in RetentionOptions.model_fields})
 
     @field_validator("include_addons")
     @classmethod

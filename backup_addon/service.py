@@ -128,17 +128,15 @@ def _bytes_per_second(megabit: float | None) -> int | None:
     return None if megabit is None else int(megabit * BYTES_PER_MEGABIT)
 
 
+def _free(path: Path) -> int | None:
+    usage = upkeep.disk_usage(path)
+    return None if usage is None else usage.free_bytes
+
+
 def _local_zone() -> tzinfo:
     zone = datetime.now().astimezone().tzinfo
     return zone if zone is not None else UTC
 
-
-def _total_bytes(path: Path) -> int | None:
-    try:
-        stats = os.statvfs(path)
-    except OSError:
-        return None
-    return stats.f_blocks * stats.f_frsize
 
 
 def _unreachable(error: str) -> bool:
@@ -310,9 +308,7 @@ class Addon:
         if place.location is None:
             if place.name != LOCAL:
                 return None
-            free = upkeep.free_bytes(self.settings.backup_dir)
-            total = _total_bytes(self.settings.backup_dir)
-            return None if free is None or total is None else Usage(free_bytes=free, total_bytes=total)
+            return upkeep.disk_usage(self.settings.backup_dir)
         return await place.location.usage()
 
     def snapshot(self) -> StatusSnapshot:
@@ -320,28 +316,19 @@ class Addon:
         now = self.clock()
         result = self.verdict()
         backups = self.catalog.backups()
-        last_good = next(
-            (b for b in backups if any(c.state is CopyState.COMMITTED for c in self.catalog.copies(b.slug))),
-            None,
-        )
+        copies = self.catalog.copies()
+        stored = {c.slug for c in copies if c.state is CopyState.COMMITTED}
+        last_good = next((b for b in backups if b.slug in stored), None)
+        names = {b.slug: b.name for b in backups}
         failure = None
         runs = self.catalog.recent_runs(1, kind="backup")
         if runs and runs[0].state in (RunState.FAILED, RunState.PARTIAL):
             run = runs[0]
-            failed = (
-                [c.location for c in self.catalog.copies(run.slug) if c.state is CopyState.FAILED]
-                if run.slug
-                else []
-            )
+            failed = [c.location for c in copies if c.slug == run.slug and c.state is CopyState.FAILED]
             failure = RunFailure(run_id=run.id, stage=run.stage, error=run.error or "", locations=failed)
-        bad = [
-            (self._backup_name(c.slug), c.location, c.error or "")
-            for c in self.catalog.copies()
-            if c.state is CopyState.BAD
-        ]
+        bad = [(names.get(c.slug, c.slug), c.location, c.error or "") for c in copies if c.state is CopyState.BAD]
         health = self.location_health()
-        free = upkeep.free_bytes(self.settings.backup_dir)
-        total = _total_bytes(self.settings.backup_dir)
+        disk = upkeep.disk_usage(self.settings.backup_dir)
         return StatusSnapshot(
             now=now,
             last_success_at=last_good.created_at if last_good else None,
@@ -359,8 +346,8 @@ class Addon:
             unreachable=dict(self.unreachable_since),
             bad_copies=bad,
             kit_confirmed=self.keys.kit_confirmed,
-            disk_free_bytes=free,
-            disk_total_bytes=total,
+            disk_free_bytes=disk.free_bytes if disk else None,
+            disk_total_bytes=disk.total_bytes if disk else None,
             locations={h.name: (h.last_success_at, h.last_restorable_at) for h in health},
             last_backup_slug=last_good.slug if last_good else None,
             running=self.runner.running,
@@ -419,7 +406,7 @@ class Addon:
     ) -> RunResult:
         """One backup run with everything around it: space check, events, retention, status."""
         if mirror is None:
-            await self._make_room(request)
+            await self._make_room()
         started = datetime.now(UTC)
         result = await self.runner.run(trigger, request, mirror=mirror, targets=targets)
         duration = datetime.now(UTC) - started
@@ -471,31 +458,32 @@ class Addon:
         await self.publish()
         return result
 
-    async def _make_room(self, request: ManualBackup | None) -> None:
+    async def _make_room(self) -> None:
         """Before a backup: make sure /backup can take it, pruning local copies that are safe elsewhere."""
-        sizes = [b.size_bytes for b in self.catalog.backups() if b.size_bytes]
+        backups = self.catalog.backups()
+        sizes = [b.size_bytes for b in backups if b.size_bytes]
         if not sizes:
             return
         needed = sizes[0] * 1.1
-        free = upkeep.free_bytes(self.settings.backup_dir)
+        free = _free(self.settings.backup_dir)
         if free is None or free >= needed:
             return
         elsewhere = {p.name for p in self.places.values() if p.location is not None}
-        for backup in sorted(self.catalog.backups(), key=lambda b: b.created_at):
-            local = self.catalog.copy(backup.slug, LOCAL)
+        for backup in sorted(backups, key=lambda b: b.created_at):
             if free >= needed:
                 break
+            local = self.catalog.copy(backup.slug, LOCAL)
             if local is None or local.state is not CopyState.COMMITTED or backup.pinned:
                 continue
             if backup.origin is not Origin.ADDON or not upkeep.safe_elsewhere(
-                self.catalog, backup.slug, offsite=elsewhere
+                self.catalog, backup.slug, locations=elsewhere
             ):
                 continue
             _LOGGER.warning(
                 "Removing %s from /backup to make room: it is safe in another location", backup.name
             )
             await upkeep.delete_copy(self.catalog, self.gateway, self.places[LOCAL], backup.slug)
-            free = upkeep.free_bytes(self.settings.backup_dir) or 0
+            free = _free(self.settings.backup_dir) or 0
         if free < needed:
             raise NotEnoughSpace(
                 f"Home Assistant's backup folder has {free / 2**20:.0f} MiB free, but the last backup needed "

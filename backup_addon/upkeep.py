@@ -16,7 +16,7 @@ from pathlib import Path
 from .catalog import BackupRecord, Catalog, Copy, CopyState, Origin, ProofLevel
 from .crypto.age import Identity
 from .errors import AddonError, LocationError
-from .locations import Location
+from .locations import Location, Usage
 from .locations.wrappers import paced
 from .options import AddonOptions, RetentionOptions
 from .pipeline import ENVELOPE_SUFFIX
@@ -287,17 +287,18 @@ async def prove(
 # --- other backups and local disk space ---------------------------------------------------------
 
 
-def free_bytes(path: Path) -> int | None:
+def disk_usage(path: Path) -> Usage | None:
+    """Free and total space of the filesystem holding path, or None when it cannot be read."""
     try:
         stats = os.statvfs(path)
     except OSError:
         return None
-    return stats.f_bavail * stats.f_frsize
+    return Usage(free_bytes=stats.f_bavail * stats.f_frsize, total_bytes=stats.f_blocks * stats.f_frsize)
 
 
-def safe_elsewhere(catalog: Catalog, slug: str, *, offsite: set[str]) -> bool:
-    """A backup has a checked copy in an add-on location other than the Supervisor's disk."""
+def safe_elsewhere(catalog: Catalog, slug: str, *, locations: set[str]) -> bool:
+    """A backup has a checked copy in one of the named add-on locations."""
     return any(
-        c.state is CopyState.COMMITTED and c.level >= ProofLevel.CHECKED and c.location in offsite
+        c.state is CopyState.COMMITTED and c.level >= ProofLevel.CHECKED and c.location in locations
         for c in catalog.copies(slug)
     )

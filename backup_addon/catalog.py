@@ -431,12 +431,6 @@ class Catalog:
     def set_pinned(self, slug: str, pinned: bool) -> None:
         self._write("UPDATE backups SET pinned = ? WHERE slug = ?", (int(pinned), slug))
 
-    def forget_backup(self, slug: str) -> None:
-        """Drop a backup that exists nowhere any more, with its copies."""
-        with self._transaction():
-            self._db.execute("DELETE FROM copies WHERE slug = ?", (slug,))
-            self._db.execute("DELETE FROM backups WHERE slug = ?", (slug,))
-
     def set_backup_hash(self, slug: str, size_bytes: int, sha256: str) -> None:
         self._write(
             "UPDATE backups SET size_bytes = ?, sha256 = ? WHERE slug = ?", (size_bytes, sha256, slug)

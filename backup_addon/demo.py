@@ -148,7 +148,7 @@ async def run_demo(directory: Path, *, port: int = 8099, once: bool = False) -> 
         await addon.start()
         _save_kit(directory / KIT_FILENAME, addon.kit())
         print(f"Demo running. Open http://127.0.0.1:{port} ; files are in {directory}. Press Ctrl+C to stop.")
-        addon.start_background_run("demo")
+        addon.start_backup(trigger="demo")
 
         async def restart() -> None:
             # What the Supervisor does after the panel saved new options: stop, start with them.

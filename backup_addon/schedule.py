@@ -196,35 +196,6 @@ def due_run(
     return latest
 
 
-def previous_slot(now: datetime, at: str) -> datetime:
-    """The latest daily slot at `at` ('HH:MM') at or before `now`, in `now`'s time zone."""
-    return _always(previous_run_at_or_before(_daily(at), now))
-
-
-def next_slot(now: datetime, at: str) -> datetime:
-    """The first daily slot at `at` ('HH:MM') strictly after `now`."""
-    return _always(next_run_after(_daily(at), now))
-
-
-def due_slot(now: datetime, at: str, last_handled: datetime | None) -> datetime | None:
-    """The daily slot at `at` ('HH:MM') to run now, as `due_run` decides it."""
-    return due_run(_daily(at), now, last_handled)
-
-
-def _daily(at: str) -> Schedule:
-    when = parse_time(at)
-    if when is None:
-        raise ValueError("A daily slot needs a time of day as HH:MM, e.g. 04:45.")
-    return Schedule(type="full", days=frozenset(), time=when)
-
-
-def _always(slot: datetime | None) -> datetime:
-    # A daily schedule has a slot on every date, so the search window always finds one.
-    if slot is None:
-        raise AssertionError("a daily schedule always has a slot")
-    return slot
-
-
 def _time_of_day(schedule: Schedule, jitter: timedelta) -> timedelta:
     """The wall-clock time of the schedule's runs, as a span from local midnight."""
     if not timedelta(0) <= jitter < MAX_JITTER:

@@ -386,9 +386,6 @@ class Addon:
             raise RunInProgress("A backup is already running; wait for it to finish.")
         return self._spawn(self.backup(trigger, request), f"backup ({trigger})")
 
-    def start_background_run(self, trigger: str) -> asyncio.Task[RunResult]:
-        return self.start_backup(None, trigger)
-
     def _spawn[T](self, work: Coroutine[Any, Any, T], name: str) -> asyncio.Task[T]:
         task = asyncio.create_task(work, name=name)
         self._background.add(task)

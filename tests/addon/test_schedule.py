@@ -12,14 +12,11 @@ from backup_addon.schedule import (
     Schedule,
     check_cron,
     due_run,
-    due_slot,
     jitter_for,
     next_run_after,
-    next_slot,
     parse_days,
     parse_time,
     previous_run_at_or_before,
-    previous_slot,
 )
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -411,29 +408,35 @@ def test_jitter_differs_between_schedules_of_one_installation():
     assert jitter_for("abc123:0") != jitter_for("abc123:1")
 
 
-# --- the daily shorthand the service uses ----------------------------------------------------
+# --- a plain daily schedule at a set time ----------------------------------------------------
+
+
+DAILY_0445 = Schedule(type="full", days=frozenset(), time=parse_time("04:45"))
 
 
 def test_next_slot_is_later_today_before_the_time():
-    assert shown(next_slot(moment("2026-11-26T03:00+01:00"), "04:45")) == "2026-11-26T04:45:00+01:00"
+    assert shown(next_run_after(DAILY_0445, moment("2026-11-26T03:00+01:00"))) == "2026-11-26T04:45:00+01:00"
 
 
 def test_next_slot_is_tomorrow_at_the_time():
-    assert shown(next_slot(moment("2026-11-26T04:45+01:00"), "04:45")) == "2026-11-27T04:45:00+01:00"
+    assert shown(next_run_after(DAILY_0445, moment("2026-11-26T04:45+01:00"))) == "2026-11-27T04:45:00+01:00"
 
 
 def test_previous_slot_is_yesterday_before_the_time():
-    assert shown(previous_slot(moment("2026-11-26T03:00+01:00"), "04:45")) == "2026-11-25T04:45:00+01:00"
+    assert (
+        shown(previous_run_at_or_before(DAILY_0445, moment("2026-11-26T03:00+01:00")))
+        == "2026-11-25T04:45:00+01:00"
+    )
 
 
 def test_due_slot_gives_one_catch_up_and_nothing_on_first_start():
     now = moment("2026-11-26T09:00+01:00")
-    assert due_slot(now, "04:45", None) is None
-    slot = due_slot(now, "04:45", moment("2026-11-20T04:45+01:00"))
+    assert due_run(DAILY_0445, now, None) is None
+    slot = due_run(DAILY_0445, now, moment("2026-11-20T04:45+01:00"))
     assert shown(slot) == "2026-11-26T04:45:00+01:00"
-    assert due_slot(now, "04:45", slot) is None
+    assert due_run(DAILY_0445, now, slot) is None
 
 
 def test_slots_work_with_the_fixed_offset_the_service_passes():
     now = datetime(2026, 11, 26, 3, 0, tzinfo=timezone(timedelta(hours=1)))
-    assert shown(next_slot(now, "04:45")) == "2026-11-26T04:45:00+01:00"
+    assert shown(next_run_after(DAILY_0445, now)) == "2026-11-26T04:45:00+01:00"

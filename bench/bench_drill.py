@@ -88,6 +88,8 @@ from bench.bench_locations import (  # noqa: E402
     make_target,
     sha256_file,
 )
+from bench.bench_stream import BenchError as ChildFailed  # noqa: E402
+from bench.bench_stream import run_measured as run_child  # noqa: E402
 
 MIB = 1 << 20
 KEY_ENV = "BENCH_DRILL_KEY"
@@ -259,35 +261,11 @@ def warm_cache(path: Path) -> None:
 
 def run_measured(cmd: list[str], timeout: float, env: dict[str, str]) -> tuple[float, int, str]:
     """Run cmd to the end; (wall seconds, this child's peak RSS in KiB from wait4, stdout)."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    killer = threading.Timer(timeout, proc.kill)
-    killer.start()
-    out: list[bytes] = []
-    err: list[bytes] = []
-    readers = [
-        threading.Thread(target=lambda: out.append(proc.stdout.read()), daemon=True),  # type: ignore[union-attr]
-        threading.Thread(target=lambda: err.append(proc.stderr.read()), daemon=True),  # type: ignore[union-attr]
-    ]
     try:
-        for reader in readers:
-            reader.start()
-        _pid, status, usage = os.wait4(proc.pid, 0)
-        seconds = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        for reader in readers:
-            reader.join(10)
-    finally:
-        killer.cancel()
-        if proc.returncode is None:
-            proc.kill()
-            proc.wait(10)
-    if proc.returncode != 0:
-        why = f"killed after {timeout:.0f} s" if seconds >= timeout else f"exit {proc.returncode}"
-        raise BenchError(
-            f"{' '.join(cmd[:4])} ... failed ({why}):\n{b''.join(err).decode(errors='replace')[-3000:]}"
-        )
-    return seconds, usage.ru_maxrss, b"".join(out).decode()
+        seconds, rss, stdout, _cpu = run_child(cmd, timeout, cwd=ROOT, env=env)
+    except ChildFailed as err:
+        raise BenchError(str(err)) from err
+    return seconds, rss, stdout
 
 
 def measure(mode: str, sealed: Path, root: Path, sha256: str, key: str, timeout: float) -> Measurement:

@@ -43,7 +43,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,14 +97,14 @@ class SizeResult:
 
 
 def run_measured(
-    cmd: list[str], timeout: float, *, cwd: Path | None = None
+    cmd: list[str], timeout: float, *, cwd: Path | None = None, env: Mapping[str, str] | None = None
 ) -> tuple[float, int, str, tuple[float, float]]:
     """Run cmd to the end; return (wall seconds, peak RSS in KiB from wait4, stdout, (user, sys) CPU s).
 
     The RSS is this one child's (``os.wait4``), not the maximum over all children as
-    ``RUSAGE_CHILDREN`` would give.
+    ``RUSAGE_CHILDREN`` would give. ``env`` adds to (or replaces parts of) this process's environment.
     """
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     killer = threading.Timer(timeout, proc.kill)
